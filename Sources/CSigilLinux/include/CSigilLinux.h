@@ -1,0 +1,36 @@
+#ifndef SIGIL_CSIGILLINUX_H
+#define SIGIL_CSIGILLINUX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * Linux-only calls that Swift's Glibc module cannot reach: `struct ucred`
+ * and SO_PEERCRED need _GNU_SOURCE, and prctl's variadic signature does not
+ * import. Each wrapper returns 0 on success or -1 with errno set.
+ */
+
+/* Peer credentials of a connected AF_UNIX socket. */
+int CSigilLinux_peercred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/* prctl(PR_SET_DUMPABLE, 0): no core dumps, no ptrace by same-uid processes. */
+int CSigilLinux_set_nondumpable(void);
+
+/* prctl(PR_GET_DUMPABLE). Returns the flag, or -1. */
+int CSigilLinux_get_dumpable(void);
+
+/* setrlimit(RLIMIT_CORE, {0, 0}). */
+int CSigilLinux_disable_core_dumps(void);
+
+/* getrlimit(RLIMIT_MEMLOCK) soft limit in bytes (UINT64_MAX for unlimited), or -1 on error. */
+int CSigilLinux_memlock_limit(uint64_t *soft);
+
+/* Fills a sockaddr_un for `path` (len bytes, abstract namespace when path[0] == '@').
+ * Returns the socklen to pass to bind/connect/sendto, or -1 if the path does not fit. */
+int CSigilLinux_sockaddr_un(void *storage, size_t storage_len, const char *path, size_t len);
+
+/* sizeof(struct sockaddr_un). */
+size_t CSigilLinux_sockaddr_un_size(void);
+
+#endif

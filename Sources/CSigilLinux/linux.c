@@ -1,0 +1,78 @@
+#include "CSigilLinux.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+int CSigilLinux_peercred(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        return -1;
+    }
+    if (len != sizeof(cred)) {
+        errno = EINVAL;
+        return -1;
+    }
+    *pid = cred.pid;
+    *uid = cred.uid;
+    *gid = cred.gid;
+    return 0;
+}
+
+int CSigilLinux_set_nondumpable(void) {
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+int CSigilLinux_get_dumpable(void) {
+    return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+}
+
+int CSigilLinux_disable_core_dumps(void) {
+    struct rlimit rl = {0, 0};
+    return setrlimit(RLIMIT_CORE, &rl);
+}
+
+int CSigilLinux_memlock_limit(uint64_t *soft) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0) {
+        return -1;
+    }
+    *soft = (rl.rlim_cur == RLIM_INFINITY) ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+    return 0;
+}
+
+int CSigilLinux_sockaddr_un(void *storage, size_t storage_len, const char *path, size_t len) {
+    struct sockaddr_un *addr = (struct sockaddr_un *)storage;
+    if (storage_len < sizeof(*addr) || len == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    memset(addr, 0, sizeof(*addr));
+    addr->sun_family = AF_UNIX;
+    if (path[0] == '@') {
+        /* Abstract namespace: a leading NUL, no terminator, length counts exactly. */
+        if (len > sizeof(addr->sun_path)) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        addr->sun_path[0] = '\0';
+        memcpy(addr->sun_path + 1, path + 1, len - 1);
+        return (int)(offsetof(struct sockaddr_un, sun_path) + len);
+    }
+    /* Filesystem path: must fit with its terminating NUL, never truncated. */
+    if (len >= sizeof(addr->sun_path) || memchr(path, '\0', len) != NULL) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(addr->sun_path, path, len);
+    return (int)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+}
+
+size_t CSigilLinux_sockaddr_un_size(void) {
+    return sizeof(struct sockaddr_un);
+}

@@ -1,0 +1,26 @@
+internal import CSodium
+
+/// libsodium must be initialised once before any other call; Swift runs a global's
+/// initialiser exactly once, on first use, from whichever thread gets there first.
+private let sodiumReady: Bool = sodium_init() >= 0
+
+/// Makes sure libsodium is initialised. Cheap after the first call.
+@inline(__always)
+func ensureSodium() {
+    precondition(sodiumReady, "sodium_init() failed: libsodium cannot be used in this process")
+}
+
+/// Sizes from libsodium's functions, never from its macros (which Swift cannot import reliably).
+public enum Ed25519 {
+    public static let publicKeyBytes = 32
+    public static let secretKeyBytes = 64
+    public static let seedBytes = 32
+    public static let signatureBytes = 64
+}
+
+/// Checked once, on first use of the key store: our constants must agree with the linked libsodium.
+let sodiumSizesAgree: Bool =
+    crypto_sign_publickeybytes() == Ed25519.publicKeyBytes
+    && crypto_sign_secretkeybytes() == Ed25519.secretKeyBytes
+    && crypto_sign_seedbytes() == Ed25519.seedBytes
+    && crypto_sign_bytes() == Ed25519.signatureBytes

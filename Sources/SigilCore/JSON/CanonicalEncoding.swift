@@ -1,0 +1,62 @@
+/// The output half of canonical JSON: strings escaped exactly as the spec's grammar says,
+/// integers in plain decimal.
+enum CanonicalEncoding {
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// Appends `"…"` for raw UTF-8 `bytes`. Only `"`, `\` and C0 controls are escaped; `/`,
+    /// U+007F and U+2028 stay raw; other controls use `\u00xx` with lower-case hex.
+    @inline(__always)
+    static func appendString(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        out.append(0x22)
+        var runStart = 0
+        for index in 0..<bytes.count {
+            let byte = bytes[index]
+            guard byte < 0x20 || byte == 0x22 || byte == 0x5C else { continue }
+            if index > runStart { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<index])) }
+            runStart = index + 1
+            out.append(0x5C)
+            switch byte {
+            case 0x22: out.append(0x22)
+            case 0x5C: out.append(0x5C)
+            case 0x08: out.append(UInt8(ascii: "b"))
+            case 0x09: out.append(UInt8(ascii: "t"))
+            case 0x0A: out.append(UInt8(ascii: "n"))
+            case 0x0C: out.append(UInt8(ascii: "f"))
+            case 0x0D: out.append(UInt8(ascii: "r"))
+            default:
+                out.append(UInt8(ascii: "u"))
+                out.append(0x30)
+                out.append(0x30)
+                out.append(hexDigits[Int(byte >> 4)])
+                out.append(hexDigits[Int(byte & 0x0F)])
+            }
+        }
+        if bytes.count > runStart { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart...])) }
+        out.append(0x22)
+    }
+
+    @inline(__always)
+    static func appendString(_ string: String, to out: inout [UInt8]) {
+        var string = string
+        string.withUTF8 { appendString(UnsafeRawBufferPointer($0), to: &out) }
+    }
+
+    static func appendInteger(_ value: Int64, to out: inout [UInt8]) {
+        if value == 0 {
+            out.append(0x30)
+            return
+        }
+        var magnitude = value.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            while magnitude > 0 {
+                buffer[23 - count] = UInt8(truncatingIfNeeded: magnitude % 10) + 0x30
+                magnitude /= 10
+                count += 1
+            }
+            if value < 0 { out.append(UInt8(ascii: "-")) }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[(24 - count)...]))
+        }
+    }
+}

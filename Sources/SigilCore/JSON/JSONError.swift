@@ -1,0 +1,71 @@
+/// Why a JSON text was refused, and where: `offset` is the byte offset in the input.
+public struct JSONError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Kind: Equatable, Sendable {
+        case unexpectedEnd
+        case unexpectedByte(UInt8)
+        case trailingData
+        case invalidUTF8
+        case invalidEscape
+        case loneSurrogate
+        case controlCharacterInString
+        case invalidNumber
+        /// Not an integer (a fraction, or a float that is not whole).
+        case notAnInteger
+        /// Outside ±(2^53−1).
+        case integerOutOfRange
+        case duplicateKey(String)
+        case tooDeep(limit: Int)
+        case tooLarge(limit: Int)
+        case byteOrderMark
+        /// The document is valid JSON but not what the operation needs (e.g. not an object).
+        case wrongType(expected: String)
+    }
+
+    public let kind: Kind
+    public let offset: Int
+
+    public init(_ kind: Kind, at offset: Int) {
+        self.kind = kind
+        self.offset = offset
+    }
+
+    public var description: String {
+        let what: String
+        switch kind {
+        case .unexpectedEnd: what = "unexpected end of input"
+        case .unexpectedByte(let byte):
+            what = (0x21...0x7E).contains(byte)
+                ? "unexpected character '\(Character(Unicode.Scalar(byte)))'" : "unexpected byte 0x\(String(byte, radix: 16))"
+        case .trailingData: what = "data after the JSON value"
+        case .invalidUTF8: what = "invalid UTF-8"
+        case .invalidEscape: what = "invalid escape sequence"
+        case .loneSurrogate: what = "unpaired UTF-16 surrogate in \\u escape"
+        case .controlCharacterInString: what = "unescaped control character in string"
+        case .invalidNumber: what = "malformed number"
+        case .notAnInteger: what = "number is not an integer (floats are not allowed in canonical JSON)"
+        case .integerOutOfRange: what = "integer outside ±(2^53−1)"
+        case .duplicateKey(let key): what = "duplicate key \"\(key)\""
+        case .tooDeep(let limit): what = "nesting deeper than \(limit) levels"
+        case .tooLarge(let limit): what = "document larger than \(limit) bytes"
+        case .byteOrderMark: what = "byte order mark before the JSON value"
+        case .wrongType(let expected): what = "expected \(expected)"
+        }
+        return "\(what) at byte \(offset)"
+    }
+}
+
+/// Bounds on what the parser accepts, so a hostile document costs bounded time and memory.
+public struct JSONLimits: Sendable, Equatable {
+    public var maxDepth: Int
+    public var maxBytes: Int
+
+    public init(maxDepth: Int = 64, maxBytes: Int = 1 << 20) {
+        self.maxDepth = maxDepth
+        self.maxBytes = maxBytes
+    }
+
+    public static let `default` = JSONLimits()
+}
+
+/// The largest magnitude canonical JSON allows: 2^53 − 1.
+public let canonicalJSONMaxInteger: Int64 = (1 << 53) - 1

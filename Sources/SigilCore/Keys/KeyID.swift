@@ -1,0 +1,39 @@
+/// A signing key identifier, `ed25519:<version>`. The version is opaque and kept byte-exact.
+public struct KeyID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public static let algorithm = "ed25519"
+
+    /// The part after `ed25519:`.
+    public let version: String
+
+    /// From a version (`a_RVfN`), checked by `isValidVersion`.
+    public init?(version: String) {
+        guard KeyID.isValidVersion(version) else { return nil }
+        self.version = version
+    }
+
+    /// From a full ID (`ed25519:a_RVfN`).
+    public init?(_ full: String) {
+        let prefix = KeyID.algorithm + ":"
+        guard full.hasPrefix(prefix) else { return nil }
+        self.init(version: String(full.dropFirst(prefix.count)))
+    }
+
+    public var description: String { KeyID.algorithm + ":" + version }
+
+    /// A version must be non-empty printable ASCII without spaces, quotes, backslashes or commas,
+    /// so that it survives key files and X-Matrix headers unchanged.
+    public static func isValidVersion(_ version: String) -> Bool {
+        !version.isEmpty && version.utf8.count <= 255
+            && version.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: ",") }
+    }
+
+    /// The spec asks for `[a-zA-Z0-9_]`; other characters work with most servers but merit a warning.
+    public var isSpecCompliant: Bool {
+        version.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F
+        }
+    }
+
+    // Versions are ASCII (see isValidVersion), so String equality is byte equality; order by bytes.
+    public static func < (a: KeyID, b: KeyID) -> Bool { a.version.utf8.lexicographicallyPrecedes(b.version.utf8) }
+}
