@@ -13,3 +13,12 @@ func withBytes<C: Collection<UInt8>, R, E: Error>(
     }
     return try result.get()
 }
+
+/// `Array.withUnsafeMutableBytes` keeping typed errors.
+@inline(__always)
+func withMutableBytes<R, E: Error>(
+    _ bytes: inout [UInt8], _ body: (UnsafeMutableRawBufferPointer) throws(E) -> R
+) throws(E) -> R {
+    let result: Result<R, E> = bytes.withUnsafeMutableBytes { raw in Result { () throws(E) -> R in try body(raw) } }
+    return try result.get()
+}

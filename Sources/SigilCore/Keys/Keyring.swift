@@ -1,0 +1,125 @@
+/// A public key that no longer signs but is still published, with the time it stopped being valid.
+public struct RetiredKey: Sendable, Equatable {
+    public let id: KeyID
+    public let publicKey: PublicKey
+    /// Milliseconds since the epoch.
+    public let expiredTS: Int64
+
+    public init(id: KeyID, publicKey: PublicKey, expiredTS: Int64) {
+        self.id = id
+        self.publicKey = publicKey
+        self.expiredTS = expiredTS
+    }
+}
+
+/// One server name's keys: the active keys in order (the first one signs, all are published and
+/// all sign the key document), and retired public keys.
+public struct ServerKeys: Sendable {
+    public let serverName: String
+    public let activeKeys: [SigningKey]
+    public let retiredKeys: [RetiredKey]
+
+    /// The key that signs requests and JSON.
+    public var signingKey: SigningKey { activeKeys[0] }
+
+    public func activeKey(_ id: KeyID) -> SigningKey? { activeKeys.first { $0.id == id } }
+
+    /// An active or retired public key, for verification.
+    public func publicKey(_ id: KeyID) -> PublicKey? {
+        activeKey(id)?.publicKey ?? retiredKeys.first { $0.id == id }?.publicKey
+    }
+}
+
+/// Why a keyring could not be assembled.
+public enum KeyringError: Error, Equatable, Sendable, CustomStringConvertible {
+    case invalidServerName(String)
+    case duplicateServer(String)
+    case noActiveKeys(server: String)
+    case duplicateKeyID(server: String, KeyID)
+    case retiredKeyIsActive(server: String, KeyID)
+    case memory(GuardedMemoryError)
+
+    public var description: String {
+        switch self {
+        case .invalidServerName(let name): return "'\(name)' is not a valid Matrix server name"
+        case .duplicateServer(let name): return "server \(name) is configured twice"
+        case .noActiveKeys(let server): return "server \(server) has no signing keys"
+        case .duplicateKeyID(let server, let id): return "server \(server) has two keys with ID \(id); a key ID must never be reused"
+        case .retiredKeyIsActive(let server, let id): return "server \(server): \(id) is listed both as an active and as a retired key"
+        case .memory(let error): return error.description
+        }
+    }
+}
+
+/// Every server name's keys, with all secret keys in one guarded, read-only arena. Immutable:
+/// a reload builds a new keyring and swaps it in, and the old arena is zeroed and freed when
+/// the last request using it finishes.
+public final class Keyring: Sendable {
+    /// In configuration order.
+    public let servers: [ServerKeys]
+    private let index: [String: Int]
+    /// Whether the secret keys are locked into RAM.
+    public let isLocked: Bool
+
+    /// One server's key files (in order) and retired keys.
+    public struct Source: Sendable {
+        public let serverName: String
+        public let files: [KeyFile]
+        public let retired: [RetiredKey]
+
+        public init(serverName: String, files: [KeyFile], retired: [RetiredKey] = []) {
+            self.serverName = serverName
+            self.files = files
+            self.retired = retired
+        }
+    }
+
+    public init(sources: [Source], lockPolicy: MemoryLockPolicy) throws(KeyringError) {
+        var seenServers: Set<String> = []
+        for source in sources {
+            guard ServerName.isValid(source.serverName) else { throw .invalidServerName(source.serverName) }
+            guard seenServers.insert(source.serverName).inserted else { throw .duplicateServer(source.serverName) }
+            let ids = source.files.flatMap(\.keyIDs)
+            guard !ids.isEmpty else { throw .noActiveKeys(server: source.serverName) }
+            var seen: Set<KeyID> = []
+            for id in ids where !seen.insert(id).inserted { throw .duplicateKeyID(server: source.serverName, id) }
+            var seenRetired: Set<KeyID> = []
+            for retired in source.retired {
+                if seen.contains(retired.id) { throw .retiredKeyIsActive(server: source.serverName, retired.id) }
+                if !seenRetired.insert(retired.id).inserted { throw .duplicateKeyID(server: source.serverName, retired.id) }
+            }
+        }
+        let total = sources.reduce(0) { $0 + $1.files.reduce(0) { $0 + $1.entries.count } }
+        var builder: KeyArena.Builder
+        do {
+            builder = try KeyArena.Builder(capacity: total, lockPolicy: lockPolicy)
+        } catch {
+            throw .memory(error)
+        }
+        isLocked = builder.isLocked
+        var loaded: [(String, [(id: KeyID, slot: Int, publicKey: PublicKey)], [RetiredKey])] = []
+        for source in sources {
+            var keys: [(id: KeyID, slot: Int, publicKey: PublicKey)] = []
+            for file in source.files { keys += file.load(into: &builder) }
+            loaded.append((source.serverName, keys, source.retired))
+        }
+        let arena = builder.finish()
+        servers = loaded.map { name, keys, retired in
+            ServerKeys(
+                serverName: name,
+                activeKeys: keys.map { SigningKey(id: $0.id, publicKey: $0.publicKey, arena: arena, slot: $0.slot) },
+                retiredKeys: retired)
+        }
+        var index: [String: Int] = [:]
+        for (position, server) in servers.enumerated() { index[server.serverName] = position }
+        self.index = index
+    }
+
+    /// Server names are ASCII (checked above), so String lookup is exact.
+    public func server(_ name: String) -> ServerKeys? {
+        index[name].map { servers[$0] }
+    }
+
+    public var serverNames: [String] { servers.map(\.serverName) }
+    public var keyCount: Int { servers.reduce(0) { $0 + $1.activeKeys.count } }
+}
