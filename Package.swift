@@ -46,6 +46,11 @@ let package = Package(
             ]),
         .target(name: "SigilClient", dependencies: ["SigilCore", "SigilPosix"]),
 
+        // Shared by the command-line tools: argument types and the key-file workflows.
+        .target(
+            name: "SigilTooling",
+            dependencies: ["SigilCore", "SigilPosix", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
         // Layer 5: thin executables.
         .executableTarget(
             name: "sigild",
@@ -57,11 +62,15 @@ let package = Package(
         .executableTarget(
             name: "sigil",
             dependencies: [
-                "SigilCore", "SigilPosix", "SigilClient",
+                "SigilCore", "SigilPosix", "SigilClient", "SigilTooling",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .executableTarget(name: "generate_signing_key", dependencies: ["SigilCore", "SigilPosix"]),
-        .executableTarget(name: "combine_signing_keys", dependencies: ["SigilCore", "SigilPosix"]),
+        .executableTarget(
+            name: "generate_signing_key",
+            dependencies: ["SigilTooling", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(
+            name: "combine_signing_keys",
+            dependencies: ["SigilTooling", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // Tests.
         .testTarget(

@@ -76,3 +76,7 @@ int CSigilLinux_sockaddr_un(void *storage, size_t storage_len, const char *path,
 size_t CSigilLinux_sockaddr_un_size(void) {
     return sizeof(struct sockaddr_un);
 }
+
+int CSigilLinux_accept_nonblocking(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+}

@@ -28,3 +28,7 @@ int CSodiumShims_sha256(void *out, const void *m, size_t mlen) {
 int CSodiumShims_memcmp(const void *a, const void *b, size_t len) {
     return sodium_memcmp(a, b, len);
 }
+
+unsigned int CSodiumShims_uniform(unsigned int upper) {
+    return (unsigned int)randombytes_uniform((uint32_t)upper);
+}

@@ -33,4 +33,8 @@ int CSigilLinux_sockaddr_un(void *storage, size_t storage_len, const char *path,
 /* sizeof(struct sockaddr_un). */
 size_t CSigilLinux_sockaddr_un_size(void);
 
+
+
+/* accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK): a GNU extension. */
+int CSigilLinux_accept_nonblocking(int fd);
 #endif

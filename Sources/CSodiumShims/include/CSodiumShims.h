@@ -22,6 +22,9 @@ int CSodiumShims_seed_keypair(void *pk, void *sk, const void *seed);
 /* Fills `buf` with `len` random bytes. */
 void CSodiumShims_randombytes(void *buf, size_t len);
 
+/* A uniformly random integer in [0, upper). */
+unsigned int CSodiumShims_uniform(unsigned int upper);
+
 /* SHA-256 of `m` into `out` (32 bytes). Returns 0 on success. */
 int CSodiumShims_sha256(void *out, const void *m, size_t mlen);
 

@@ -166,13 +166,14 @@ public struct JSONObject: Sendable, Equatable, Sequence {
     }
 }
 
+// Deliberately not ExpressibleByNilLiteral: `value != nil` on a `JSONValue?` would then compare
+// against `.null` instead of testing for absence.
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
-    ExpressibleByNilLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral
+    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral
 {
     public init(stringLiteral value: String) { self = .string(value) }
     public init(integerLiteral value: Int64) { self = .integer(value) }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
-    public init(nilLiteral: ()) { self = .null }
     public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
         guard let object = JSONObject(elements) else { preconditionFailure("duplicate key in JSON literal") }

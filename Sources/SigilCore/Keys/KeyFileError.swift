@@ -79,7 +79,7 @@ public struct KeyFileError: Error, Equatable, Sendable, CustomStringConvertible 
         case .duplicateKeyID(let id, let firstLine): return "duplicate key ID \(id) (first seen on line \(firstLine))"
         case .unreadable(let why): return why
         case .unsafePermissions(let mode):
-            return "is accessible by other users (mode \(String(mode & 0o777, radix: 8, uppercase: false).leftPadded(to: 4))); fix it with: chmod 600 \(path)"
+            return "the file is accessible by other users (mode \(String(mode & 0o777, radix: 8, uppercase: false).leftPadded(to: 4))); fix it with: chmod 600 \(path)"
         }
     }
 }

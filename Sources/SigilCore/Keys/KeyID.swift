@@ -1,3 +1,5 @@
+internal import CSodiumShims
+
 /// A signing key identifier, `ed25519:<version>`. The version is opaque and kept byte-exact.
 public struct KeyID: Hashable, Sendable, Comparable, CustomStringConvertible {
     public static let algorithm = "ed25519"
@@ -19,6 +21,19 @@ public struct KeyID: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     public var description: String { KeyID.algorithm + ":" + version }
+
+    /// A fresh version as MMR's generator makes them: 6 distinct characters of `[a-zA-Z0-9]`,
+    /// drawn from libsodium's CSPRNG.
+    public static func random() -> KeyID {
+        ensureSodium()
+        var pool = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+        var chosen: [Character] = []
+        for _ in 0..<6 {
+            let index = Int(CSodiumShims_uniform(UInt32(pool.count)))
+            chosen.append(pool.remove(at: index))
+        }
+        return KeyID(version: String(chosen))!
+    }
 
     /// A version must be non-empty printable ASCII without spaces, quotes, backslashes or commas,
     /// so that it survives key files and X-Matrix headers unchanged.

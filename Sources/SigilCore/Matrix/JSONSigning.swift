@@ -31,10 +31,8 @@ public enum JSONSigning {
         }
         var signatures = try existingSignatures(object, limits: limits)
         let signable = object.bytes(excluding: ["signatures", "unsigned"])
+        // existingSignatures has checked that every entry is an object.
         var mine = signatures[serverName]?.objectValue ?? JSONObject()
-        if signatures[serverName] != nil, signatures[serverName]?.objectValue == nil {
-            throw .malformedSignatures("signatures.\(serverName) is not an object")
-        }
         signable.withUnsafeBytes { message in
             for key in keys { mine[key.id.description] = .string(key.sign(message).base64) }
         }

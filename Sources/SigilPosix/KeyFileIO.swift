@@ -1,0 +1,104 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import SigilCore
+
+/// How to treat a key file that other users can read or write.
+public enum PermissionPolicy: Sendable {
+    /// The daemon: refuse it.
+    case refuse
+    /// The tools: load it, and say how to fix it.
+    case warn
+}
+
+/// Reading and writing key files, with the bytes going straight between the file and guarded
+/// memory: no Swift array ever holds them.
+public enum KeyFileIO {
+    /// Reads and parses a key file.
+    ///
+    /// - Returns: the file, and warnings for the caller to print (never key material).
+    public static func read(
+        _ path: String, permissions: PermissionPolicy, lockPolicy: MemoryLockPolicy
+    ) throws(KeyFileError) -> (file: KeyFile, warnings: [String]) {
+        let fd: Int32
+        do {
+            fd = try Posix.open(path, flags: O_RDONLY | O_NOCTTY)
+        } catch {
+            throw KeyFileError(path: path, .unreadable("cannot open: \(String(cString: strerror(error.errno)))"))
+        }
+        defer { Posix.close(fd) }
+        let status: FileStatus
+        do {
+            status = try Posix.fstat(fd)
+        } catch {
+            throw KeyFileError(path: path, .unreadable(error.description))
+        }
+        guard status.isRegularFile else { throw KeyFileError(path: path, .unreadable("not a regular file")) }
+        var warnings: [String] = []
+        if status.permissions & 0o077 != 0 {
+            let problem = KeyFileError(path: path, .unsafePermissions(mode: status.permissions))
+            switch permissions {
+            case .refuse: throw problem
+            case .warn: warnings.append("warning: \(problem.description)")
+            }
+        }
+        guard status.size <= KeyFile.maxSize else { throw KeyFileError(path: path, .tooLarge(limit: KeyFile.maxSize)) }
+        let buffer: GuardedBuffer
+        do {
+            buffer = try GuardedBuffer(count: status.size, lockPolicy: lockPolicy)
+        } catch {
+            throw KeyFileError(path: path, .unreadable(error.description))
+        }
+        if !buffer.isLocked { warnings.append("warning: \(path): key memory could not be locked into RAM (RLIMIT_MEMLOCK)") }
+        let filled: Result<Int, PosixError> = buffer.withUnsafeMutableBytes { whole in
+            Result { () throws(PosixError) -> Int in
+                var offset = 0
+                while offset < whole.count {
+                    let n = try Posix.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: whole[offset...]))
+                    if n == 0 { break }
+                    offset += n
+                }
+                return offset
+            }
+        }
+        switch filled {
+        case .failure(let error): throw KeyFileError(path: path, .unreadable(error.description))
+        case .success(let count) where count != status.size:
+            throw KeyFileError(path: path, .unreadable("the file changed size while being read"))
+        case .success: break
+        }
+        let file = try KeyFile(contents: buffer, path: path)
+        for entry in file.entries where !entry.id.isSpecCompliant {
+            warnings.append("warning: \(path):\(entry.line): key ID \(entry.id) uses characters outside [a-zA-Z0-9_]; some servers may reject it")
+        }
+        return (file, warnings)
+    }
+
+    /// Writes guarded bytes to `path` with mode 0600, atomically: a temporary file in the same
+    /// directory, fsync, rename. A crash never leaves a half-written key.
+    public static func write(_ contents: GuardedBuffer, to path: String) throws(PosixError) {
+        let temporary = path + ".tmp-\(Posix.pid)-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = try Posix.open(temporary, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
+        var renamed = false
+        defer {
+            if !renamed { try? Posix.unlink(temporary) }
+        }
+        do {
+            defer { Posix.close(fd) }
+            // O_CREAT's mode is filtered by the umask, which can only remove bits; set it exactly.
+            try Posix.fchmod(fd, 0o600)
+            let written: Result<Void, PosixError> = contents.withUnsafeBytes { bytes in
+                Result { () throws(PosixError) in try Posix.writeAll(fd, bytes) }
+            }
+            try written.get()
+            try Posix.fsync(fd)
+        }
+        try Posix.rename(temporary, path)
+        renamed = true
+        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        if let dirFD = try? Posix.open(directory.isEmpty ? "/" : directory, flags: O_RDONLY | O_DIRECTORY) {
+            try? Posix.fsync(dirFD)
+            Posix.close(dirFD)
+        }
+    }
+}

@@ -1,0 +1,327 @@
+// Every system call Sigil makes outside libuv goes through this file, so that EINTR handling,
+// errno capture and the list of what the process can do to the system sit in one place.
+// Wrappers are @inline(never) so no ARC traffic between the call and the errno read can clobber
+// errno (the same reason swift-nio gives in its System.swift).
+
+#if canImport(Glibc)
+import Glibc
+#endif
+internal import CSigilLinux
+
+/// A failed system call: which one, and errno.
+public struct PosixError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let call: String
+    public let errno: Int32
+
+    public init(_ call: String, errno: Int32) {
+        self.call = call
+        self.errno = errno
+    }
+
+    public var description: String { "\(call): \(String(cString: strerror(errno)))" }
+}
+
+/// The file kinds and modes Sigil cares about.
+public struct FileStatus: Sendable {
+    public let size: Int
+    /// Permission bits and file type, as `st_mode`.
+    public let mode: UInt32
+    public let owner: UInt32
+    public var isRegularFile: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
+    public var permissions: UInt32 { mode & 0o7777 }
+}
+
+/// Credentials of the process at the other end of a Unix socket.
+public struct PeerCredentials: Sendable, Equatable {
+    public let pid: Int32
+    public let uid: UInt32
+    public let gid: UInt32
+}
+
+public enum Posix {
+    @inline(never)
+    private static func retrying<T: BinaryInteger>(_ call: String, _ body: () -> T) throws(PosixError) -> T {
+        while true {
+            let result = body()
+            if result >= 0 { return result }
+            let code = Glibc.errno
+            if code == EINTR { continue }
+            throw PosixError(call, errno: code)
+        }
+    }
+
+    // MARK: Files
+
+    @inline(never)
+    public static func open(_ path: String, flags: Int32, mode: UInt32 = 0) throws(PosixError) -> Int32 {
+        try retrying("open(\(path))") { Glibc.open(path, flags | O_CLOEXEC, mode_t(mode)) }
+    }
+
+    @inline(never)
+    public static func close(_ fd: Int32) {
+        // Linux closes the descriptor even when close returns EINTR: never retry.
+        _ = Glibc.close(fd)
+    }
+
+    @inline(never)
+    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(PosixError) -> Int {
+        try retrying("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// Writes all of `buffer`, looping over short writes.
+    @inline(never)
+    public static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(PosixError) {
+        var offset = 0
+        while offset < buffer.count {
+            offset += try retrying("write") { Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset) }
+        }
+    }
+
+    @inline(never)
+    public static func fstat(_ fd: Int32) throws(PosixError) -> FileStatus {
+        var st = Glibc.stat()
+        _ = try retrying("fstat") { Glibc.fstat(fd, &st) }
+        return FileStatus(size: Int(st.st_size), mode: st.st_mode, owner: st.st_uid)
+    }
+
+    @inline(never)
+    public static func fchmod(_ fd: Int32, _ mode: UInt32) throws(PosixError) {
+        _ = try retrying("fchmod") { Glibc.fchmod(fd, mode_t(mode)) }
+    }
+
+    @inline(never)
+    public static func fsync(_ fd: Int32) throws(PosixError) {
+        _ = try retrying("fsync") { Glibc.fsync(fd) }
+    }
+
+    @inline(never)
+    public static func rename(_ from: String, _ to: String) throws(PosixError) {
+        _ = try retrying("rename(\(from), \(to))") { Glibc.rename(from, to) }
+    }
+
+    @inline(never)
+    public static func unlink(_ path: String) throws(PosixError) {
+        _ = try retrying("unlink(\(path))") { Glibc.unlink(path) }
+    }
+
+    @inline(never)
+    public static func chmod(_ path: String, _ mode: UInt32) throws(PosixError) {
+        _ = try retrying("chmod(\(path))") { Glibc.chmod(path, mode_t(mode)) }
+    }
+
+    // MARK: Sockets
+
+    @inline(never)
+    public static func socket(type: Int32) throws(PosixError) -> Int32 {
+        try retrying("socket") { Glibc.socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0) }
+    }
+
+    /// Fills a `sockaddr_un`; a leading `@` selects the abstract namespace. Refuses paths that
+    /// do not fit instead of truncating them (libuv 1.44's `uv_pipe_bind` truncates silently).
+    public static func withUnixAddress<R>(
+        _ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) throws(PosixError) -> R
+    ) throws(PosixError) -> R {
+        var storage = sockaddr_storage()
+        let length = path.utf8.count
+        let result: Int32 = withUnsafeMutableBytes(of: &storage) { raw in
+            path.withCString { CSigilLinux_sockaddr_un(raw.baseAddress, raw.count, $0, length) }
+        }
+        guard result > 0 else { throw PosixError("unix socket path \(path) (over \(CSigilLinux_sockaddr_un_size() - 3) bytes?)", errno: ENAMETOOLONG) }
+        let outcome: Result<R, PosixError> = withUnsafePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                Result { () throws(PosixError) -> R in try body(address, socklen_t(result)) }
+            }
+        }
+        return try outcome.get()
+    }
+
+    @inline(never)
+    public static func connect(_ fd: Int32, path: String) throws(PosixError) {
+        try withUnixAddress(path) { (address, length) throws(PosixError) in
+            _ = try retrying("connect(\(path))") { Glibc.connect(fd, address, length) }
+        }
+    }
+
+    @inline(never)
+    public static func bind(_ fd: Int32, path: String) throws(PosixError) {
+        try withUnixAddress(path) { (address, length) throws(PosixError) in
+            _ = try retrying("bind(\(path))") { Glibc.bind(fd, address, length) }
+        }
+    }
+
+    @inline(never)
+    public static func listen(_ fd: Int32, backlog: Int32) throws(PosixError) {
+        _ = try retrying("listen") { Glibc.listen(fd, backlog) }
+    }
+
+    /// Accepts a connection, non-blocking and close-on-exec. Nil when none is pending.
+    @inline(never)
+    public static func accept(_ fd: Int32) throws(PosixError) -> Int32? {
+        while true {
+            let result = CSigilLinux_accept_nonblocking(fd)
+            if result >= 0 { return result }
+            let code = Glibc.errno
+            switch code {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return nil
+            // The peer gave up before we accepted: not an error of ours.
+            case ECONNABORTED, EPROTO: continue
+            default: throw PosixError("accept4", errno: code)
+            }
+        }
+    }
+
+    @inline(never)
+    public static func send(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(PosixError) -> Int {
+        try retrying("send") { Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    @inline(never)
+    public static func sendAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(PosixError) {
+        var offset = 0
+        while offset < buffer.count {
+            offset += try send(fd, UnsafeRawBufferPointer(rebasing: buffer[offset...]))
+        }
+    }
+
+    @inline(never)
+    public static func recv(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(PosixError) -> Int {
+        try retrying("recv") { Glibc.recv(fd, buffer.baseAddress, buffer.count, 0) }
+    }
+
+    /// One datagram to a Unix socket path (`@` for the abstract namespace): sd_notify's transport.
+    @inline(never)
+    public static func sendDatagram(_ message: [UInt8], to path: String) throws(PosixError) {
+        let fd = try socket(type: Int32(SOCK_DGRAM.rawValue))
+        defer { close(fd) }
+        try withUnixAddress(path) { (address, length) throws(PosixError) in
+            let sent = message.withUnsafeBytes { bytes in
+                Glibc.sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), address, length)
+            }
+            if sent < 0 { throw PosixError("sendto(\(path))", errno: Glibc.errno) }
+        }
+    }
+
+    @inline(never)
+    public static func shutdownWrite(_ fd: Int32) {
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+    }
+
+    @inline(never)
+    public static func peerCredentials(_ fd: Int32) throws(PosixError) -> PeerCredentials {
+        var pid: pid_t = 0
+        var uid: uid_t = 0
+        var gid: gid_t = 0
+        _ = try retrying("getsockopt(SO_PEERCRED)") { CSigilLinux_peercred(fd, &pid, &uid, &gid) }
+        return PeerCredentials(pid: pid, uid: uid, gid: gid)
+    }
+
+    @inline(never)
+    public static func setCloseOnExec(_ fd: Int32) throws(PosixError) {
+        let flags = try retrying("fcntl(F_GETFD)") { fcntl(fd, F_GETFD) }
+        _ = try retrying("fcntl(F_SETFD)") { fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+    }
+
+    @inline(never)
+    public static func setNonBlocking(_ fd: Int32, _ on: Bool = true) throws(PosixError) {
+        let flags = try retrying("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
+        _ = try retrying("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) }
+    }
+
+    /// The socket type of a descriptor (SOCK_STREAM, …), to check inherited descriptors.
+    @inline(never)
+    public static func socketType(_ fd: Int32) throws(PosixError) -> Int32 {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        _ = try retrying("getsockopt(SO_TYPE)") { getsockopt(fd, SOL_SOCKET, SO_TYPE, &value, &length) }
+        return value
+    }
+
+    @inline(never)
+    public static func setReceiveTimeout(_ fd: Int32, seconds: Double) throws(PosixError) {
+        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
+        _ = try retrying("setsockopt(SO_RCVTIMEO)") { setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size)) }
+    }
+
+    // MARK: Process
+
+    public static var uid: UInt32 { getuid() }
+    public static var gid: UInt32 { getgid() }
+    public static var effectiveUID: UInt32 { geteuid() }
+    public static var pid: Int32 { getpid() }
+
+    /// Makes the process non-dumpable: no core files, and other processes of the same user
+    /// cannot ptrace it or read its memory through /proc.
+    @inline(never)
+    public static func setNonDumpable() throws(PosixError) {
+        _ = try retrying("prctl(PR_SET_DUMPABLE)") { CSigilLinux_set_nondumpable() }
+    }
+
+    public static var isDumpable: Bool { CSigilLinux_get_dumpable() == 1 }
+
+    @inline(never)
+    public static func disableCoreDumps() throws(PosixError) {
+        _ = try retrying("setrlimit(RLIMIT_CORE)") { CSigilLinux_disable_core_dumps() }
+    }
+
+    /// The soft RLIMIT_MEMLOCK in bytes (`UInt64.max` for unlimited).
+    public static func memlockLimit() -> UInt64? {
+        var value: UInt64 = 0
+        return CSigilLinux_memlock_limit(&value) == 0 ? value : nil
+    }
+
+    /// libuv writes with write(2), not send(MSG_NOSIGNAL): a peer that goes away must not kill us.
+    public static func ignoreSIGPIPE() {
+        _ = signal(SIGPIPE, SIG_IGN)
+    }
+
+    @inline(never)
+    public static func kill(_ pid: Int32, _ signal: Int32) throws(PosixError) {
+        _ = try retrying("kill") { Glibc.kill(pid, signal) }
+    }
+
+    public static func environment(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+
+    /// Not thread-safe (glibc): call before any thread starts.
+    public static func unsetEnvironment(_ name: String) {
+        unsetenv(name)
+    }
+
+    /// CLOCK_MONOTONIC in nanoseconds.
+    public static func monotonicNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// Wall-clock milliseconds since the epoch (Matrix timestamps).
+    public static func wallClockMilliseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    /// Whole-file read of small public files (/proc, configs), not key files.
+    public static func readSmallFile(_ path: String, limit: Int = 1 << 20) throws(PosixError) -> [UInt8] {
+        let fd = try open(path, flags: O_RDONLY)
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while out.count <= limit {
+            let n = try chunk.withUnsafeMutableBytes { buffer in Result { () throws(PosixError) in try read(fd, into: buffer) } }.get()
+            if n == 0 { return out }
+            out.append(contentsOf: chunk[..<n])
+        }
+        throw PosixError("read(\(path)): larger than \(limit) bytes", errno: EFBIG)
+    }
+
+    public static func isatty(_ fd: Int32) -> Bool { Glibc.isatty(fd) == 1 }
+
+    /// Writes a line to standard error (no Foundation, no shared C `stderr` global).
+    public static func printError(_ message: String) {
+        let line = Array((message + "\n").utf8)
+        line.withUnsafeBytes { _ = try? writeAll(2, $0) }
+    }
+}

@@ -1,0 +1,103 @@
+import ArgumentParser
+import SigilCore
+import SigilPosix
+import SigilTooling
+
+/// Reads all of standard input (JSON documents, never key material).
+func readStandardInput(limit: Int = 16 << 20) throws -> [UInt8] {
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = try chunk.withUnsafeMutableBytes { try Posix.read(0, into: $0) }
+        if n == 0 { return out }
+        out.append(contentsOf: chunk[..<n])
+        guard out.count <= limit else { throw ToolError("standard input is larger than \(limit) bytes") }
+    }
+}
+
+/// The signing key of a file: its first key, as Synapse and MMR use it.
+func firstKey(of path: String) throws -> SigningKey {
+    try KeyTools.load(path).loadKeys(lockPolicy: KeyTools.lockPolicy)[0]
+}
+
+struct SignJSON: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sign-json",
+        abstract: "Sign a JSON object from standard input; print it, signed and canonical, on standard output.",
+        discussion: "Without --socket this reads the key file itself; existing signatures are kept.")
+
+    @Option(help: "Key file; its first key signs.")
+    var key: String
+
+    @Option(help: "The server name to sign as.")
+    var server: String
+
+    func run() {
+        Self.failing {
+            let signingKey = try firstKey(of: key)
+            let signed = try JSONSigning.sign(try readStandardInput(), serverName: server, keys: [signingKey])
+            print(String(decoding: signed, as: UTF8.self))
+        }
+    }
+}
+
+struct VerifyJSON: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify-json",
+        abstract: "Check a server's signatures on a JSON object from standard input. Exit status 0: valid; 1: not.")
+
+    @Option(help: "The server whose signatures to check.")
+    var server: String
+
+    @Option(name: .customLong("public-key"), help: "ed25519:ID=PUBLICKEY. Repeatable.")
+    var publicKeys: [String] = []
+
+    func run() {
+        Self.failing {
+            guard !publicKeys.isEmpty else { throw ToolError("give at least one --public-key ed25519:ID=PUBLICKEY") }
+            var keys: [KeyID: PublicKey] = [:]
+            for text in publicKeys {
+                guard let equals = text.firstIndex(of: "="), let id = KeyID(String(text[..<equals])),
+                    let key = PublicKey(base64: text[text.index(after: equals)...])
+                else { throw ToolError("--public-key '\(text)': expected ed25519:ID=PUBLICKEY (32 bytes of base64)") }
+                keys[id] = key
+            }
+            let result = try JSONSigning.verify(try readStandardInput(), serverName: server, publicKeys: keys)
+            for id in result.valid { Posix.printError("valid: \(server) \(id)") }
+            for id in result.invalid { Posix.printError("INVALID: \(server) \(id)") }
+            for id in result.missing { Posix.printError("missing: no signature by \(server) \(id)") }
+            if !result.isValid { Self.exit(withError: ExitCode.failure) }
+        }
+    }
+}
+
+struct XMatrix: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "x-matrix",
+        abstract: "Print the X-Matrix Authorization header for an outbound federation request.")
+
+    @Option(help: "Key file; its first key signs.")
+    var key: String
+    @Option(help: "Our server name.")
+    var origin: String
+    @Option(help: "The server the request goes to (before delegation).")
+    var destination: String
+    @Option(help: "HTTP method.")
+    var method = "GET"
+    @Option(help: "The request target exactly as sent, e.g. /_matrix/federation/v1/media/download/abc.")
+    var uri: String
+    @Option(help: "A file holding the JSON request body, if the request has one.")
+    var content: String?
+
+    func run() {
+        Self.failing {
+            let signingKey = try firstKey(of: key)
+            let body = try content.map { path in
+                do { return try Posix.readSmallFile(path, limit: 16 << 20) } catch { throw ToolError("cannot read \(path): \(error)") }
+            }
+            var signer = XMatrixSigner()
+            let signed = try signer.sign(origin: origin, destination: destination, method: method, uri: uri, content: body, key: signingKey)
+            print(signed.header)
+        }
+    }
+}
