@@ -1,6 +1,7 @@
 #include "CSigilLinux.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -79,4 +80,8 @@ size_t CSigilLinux_sockaddr_un_size(void) {
 
 int CSigilLinux_accept_nonblocking(int fd) {
     return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+}
+
+void CSigilLinux_set_thread_name(pthread_t thread, const char *name) {
+    (void)pthread_setname_np(thread, name);
 }

@@ -8,6 +8,36 @@ import Glibc
 #endif
 internal import CSigilLinux
 
+/// A joinable thread (pthreads), for event loops that must be waited for on shutdown.
+public final class PosixThread: Sendable {
+    private final class Body {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
+
+    private let handle: pthread_t
+
+    public init(name: String, _ body: @escaping @Sendable () -> Void) throws(PosixError) {
+        let context = Unmanaged.passRetained(Body(body)).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { raw in
+            let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
+            body.run()
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<Body>.fromOpaque(context).release()
+            throw PosixError("pthread_create", errno: rc)
+        }
+        handle = thread
+        CSigilLinux_set_thread_name(thread, String(name.prefix(15)))
+    }
+
+    public func join() {
+        pthread_join(handle, nil)
+    }
+}
+
 /// A failed system call: which one, and errno.
 public struct PosixError: Error, Equatable, Sendable, CustomStringConvertible {
     public let call: String
@@ -278,6 +308,33 @@ public enum Posix {
     @inline(never)
     public static func kill(_ pid: Int32, _ signal: Int32) throws(PosixError) {
         _ = try retrying("kill") { Glibc.kill(pid, signal) }
+    }
+
+    /// The uid of a user name, from the passwd database.
+    public static func userID(named name: String) -> UInt32? {
+        getpwnam(name).map { $0.pointee.pw_uid }
+    }
+
+    /// The gid of a group name, from the group database.
+    public static func groupID(named name: String) -> UInt32? {
+        getgrnam(name).map { $0.pointee.gr_gid }
+    }
+
+    /// Sets the file-creation mask; returns the old one. Process-wide: call before threads start.
+    @discardableResult
+    public static func umask(_ mask: UInt32) -> UInt32 {
+        UInt32(Glibc.umask(mode_t(mask)))
+    }
+
+    /// Whether a path names a Unix socket (without following a final symlink).
+    public static func isSocket(_ path: String) -> Bool? {
+        var st = Glibc.stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        return st.st_mode & S_IFMT == S_IFSOCK
+    }
+
+    public static var cpuCount: Int {
+        max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 
     public static func environment(_ name: String) -> String? {

@@ -1,14 +1,15 @@
 #ifndef SIGIL_CSIGILLINUX_H
 #define SIGIL_CSIGILLINUX_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 /*
- * Linux-only calls that Swift's Glibc module cannot reach: `struct ucred`
- * and SO_PEERCRED need _GNU_SOURCE, and prctl's variadic signature does not
- * import. Each wrapper returns 0 on success or -1 with errno set.
+ * Linux-only calls that Swift's Glibc module cannot reach: `struct ucred`, SO_PEERCRED,
+ * accept4 and pthread_setname_np need _GNU_SOURCE, and prctl's variadic signature does not
+ * import. Each wrapper returns 0 (or a descriptor) on success, -1 with errno set on failure.
  */
 
 /* Peer credentials of a connected AF_UNIX socket. */
@@ -33,8 +34,10 @@ int CSigilLinux_sockaddr_un(void *storage, size_t storage_len, const char *path,
 /* sizeof(struct sockaddr_un). */
 size_t CSigilLinux_sockaddr_un_size(void);
 
-
-
-/* accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK): a GNU extension. */
+/* accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK). */
 int CSigilLinux_accept_nonblocking(int fd);
+
+/* pthread_setname_np: names show in top -H and gdb. Best effort. */
+void CSigilLinux_set_thread_name(pthread_t thread, const char *name);
+
 #endif

@@ -1,0 +1,105 @@
+import Logging
+import SigilCore
+import SigilPosix
+import Synchronization
+
+/// What every loop shares: the current serving state (swapped whole on reload), statistics,
+/// the global connection count and the logger.
+final class ServingContext: Sendable {
+    private let current: Mutex<ServingState>
+    let stats: StatsRegistry
+    let openConnections = Atomic<Int>(0)
+    let daemonVersion: String
+    let logger: Logger
+
+    init(state: ServingState, stats: StatsRegistry, daemonVersion: String, logger: Logger) {
+        current = Mutex(state)
+        self.stats = stats
+        self.daemonVersion = daemonVersion
+        self.logger = logger
+    }
+
+    var state: ServingState { current.withLock { $0 } }
+
+    func replace(_ state: ServingState) {
+        current.withLock { $0 = state }
+    }
+}
+
+/// A connection accepted by the acceptor, on its way to a worker loop.
+struct IncomingConnection: Sendable {
+    let fd: Int32
+    let credentials: PeerCredentials
+    let listener: String
+}
+
+/// How the acceptor talks to a worker loop.
+final class WorkerMailbox: Sendable {
+    private struct Inbox {
+        var connections: [IncomingConnection] = []
+        var drainDeadline: UInt64?
+        var closed = false
+    }
+
+    private let inbox = Mutex(Inbox())
+    private let waker = Mutex<LoopWaker?>(nil)
+    /// Monotonic nanoseconds of the worker's last timer tick: proof its loop is turning.
+    private let heartbeat = Atomic<UInt64>(Posix.monotonicNanoseconds())
+    private let stopped = Atomic<Bool>(false)
+
+    func beat() {
+        heartbeat.store(Posix.monotonicNanoseconds(), ordering: .relaxed)
+    }
+
+    func isResponsive(within nanoseconds: UInt64) -> Bool {
+        Posix.monotonicNanoseconds() - heartbeat.load(ordering: .relaxed) <= nanoseconds
+    }
+
+    var isStopped: Bool { stopped.load(ordering: .acquiring) }
+
+    func markStopped() {
+        stopped.store(true, ordering: .releasing)
+    }
+
+    func attach(_ waker: LoopWaker) {
+        self.waker.withLock { $0 = waker }
+    }
+
+    /// Hands over a connection. If the worker is gone the descriptor is closed here.
+    func deliver(_ connection: IncomingConnection) {
+        let accepted = inbox.withLock { inbox -> Bool in
+            guard !inbox.closed else { return false }
+            inbox.connections.append(connection)
+            return true
+        }
+        if accepted {
+            waker.withLock { $0?.wake() }
+        } else {
+            Posix.close(connection.fd)
+        }
+    }
+
+    /// Asks the worker to finish in-flight work and close its connections by `deadline`
+    /// (monotonic nanoseconds).
+    func drain(deadline: UInt64) {
+        inbox.withLock { $0.drainDeadline = deadline }
+        waker.withLock { $0?.wake() }
+    }
+
+    /// The worker's side: what arrived since last time.
+    func take() -> (connections: [IncomingConnection], drainDeadline: UInt64?) {
+        inbox.withLock { inbox in
+            defer { inbox.connections.removeAll() }
+            return (inbox.connections, inbox.drainDeadline)
+        }
+    }
+
+    /// The worker's side, when it stops: later deliveries are closed by the sender.
+    func close() -> [IncomingConnection] {
+        inbox.withLock { inbox in
+            inbox.closed = true
+            defer { inbox.connections.removeAll() }
+            return inbox.connections
+        }
+    }
+}

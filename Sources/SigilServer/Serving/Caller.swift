@@ -1,0 +1,51 @@
+import SigilCore
+import SigilPosix
+
+/// A connected client: its credentials (read once, at accept), the listener it came through,
+/// and the access rules that match it under the current configuration.
+struct Caller: Sendable {
+    let credentials: PeerCredentials
+    let listener: String
+    private(set) var generation: UInt64 = .max
+    /// The rules matching this caller, in configuration order.
+    private(set) var rules: [AccessRule] = []
+    /// Refusals logged so far on this connection (logging stops after a few to resist floods).
+    var refusalsLogged = 0
+
+    init(credentials: PeerCredentials, listener: String) {
+        self.credentials = credentials
+        self.listener = listener
+    }
+
+    /// Re-matches the rules when the configuration has changed.
+    mutating func refresh(_ state: ServingState) {
+        guard state.generation != generation else { return }
+        generation = state.generation
+        rules = state.rules(forListener: listener).filter { $0.matches(uid: credentials.uid, gid: credentials.gid) }
+    }
+
+    func allows(_ op: Opcode) -> Bool {
+        AccessRule.alwaysAllowed.contains(op) || rules.contains { $0.operations.contains(op) }
+    }
+
+    func allows(_ op: Opcode, server: String) -> Bool {
+        rules.contains { $0.operations.contains(op) && $0.allowsServer(server) }
+    }
+
+    /// SIGN_REQUEST: the op, the origin's server, and the rule's method and uri limits must all
+    /// be granted by one rule.
+    func allowsSignRequest(server: String, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer) -> Bool {
+        rules.contains { $0.operations.contains(.signRequest) && $0.allowsServer(server) && $0.allowsRequest(method: method, uri: uri) }
+    }
+
+    /// What HELLO reports.
+    func grantedOperations() -> [Opcode] {
+        Opcode.allCases.filter { allows($0) }
+    }
+
+    func grantedServers(_ keyring: Keyring) -> [String] {
+        keyring.serverNames.filter { name in rules.contains { !$0.operations.subtracting(AccessRule.alwaysAllowed).isEmpty && $0.allowsServer(name) } }
+    }
+
+    var identity: String { "uid \(credentials.uid) gid \(credentials.gid) pid \(credentials.pid) on listener \(listener)" }
+}

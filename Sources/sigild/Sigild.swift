@@ -1,0 +1,131 @@
+import ArgumentParser
+import Logging
+import SigilCore
+import SigilServer
+
+@main
+struct Sigild: ParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "sigild",
+        abstract: "The Sigil signing daemon: holds Matrix signing keys in locked, guarded memory and signs for local callers over a Unix socket.",
+        discussion: """
+            With a configuration file:      sigild --config /etc/sigil/sigild.yaml
+            Check one without serving:      sigild --check-config /etc/sigil/sigild.yaml
+            Quick start, no file:           sigild --socket /run/sigil/sigild.sock --key example.org=/etc/sigil/mmr.signing.key
+
+            SIGHUP reloads the configuration and keys (a bad file keeps the running keys);
+            SIGTERM and SIGINT stop accepting, answer what is in flight, and exit.
+            """,
+        version: version)
+
+    @Option(name: .long, help: "The YAML configuration file.")
+    var config: String?
+
+    @Option(name: .customLong("check-config"), help: "Validate this configuration file and its key files, then exit.")
+    var checkConfig: String?
+
+    @Option(name: .long, help: "Quick start: the socket path to listen on.")
+    var socket: String?
+
+    @Option(name: .long, help: "Quick start: SERVER_NAME=KEYFILE. Repeatable; several files for one server are used in order.")
+    var key: [String] = []
+
+    @Option(name: .long, help: "Quick start: also allow this operation for our own uid (e.g. sign_json). Repeatable.")
+    var allow: [String] = []
+
+    @Option(name: .customLong("memory-lock"), help: "Quick start: require or warn when key memory cannot be locked.")
+    var memoryLock: String = "require"
+
+    @Option(name: .long, help: "Quick start: event loops (0: one per CPU).")
+    var workers: Int = 0
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String?
+
+    func validate() throws {
+        let modes = [config != nil, checkConfig != nil, socket != nil || !key.isEmpty].filter { $0 }.count
+        guard modes == 1 else {
+            throw ValidationError("give one of --config FILE, --check-config FILE, or --socket PATH with --key SERVER=KEYFILE")
+        }
+        if socket != nil || !key.isEmpty {
+            guard socket != nil else { throw ValidationError("--key needs --socket PATH") }
+            guard !key.isEmpty else { throw ValidationError("--socket needs at least one --key SERVER_NAME=KEYFILE") }
+        }
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level '\(logLevel)': expected trace, debug, info, notice, warning, error or critical")
+        }
+    }
+
+    func run() throws {
+        if let checkConfig {
+            try check(checkConfig)
+            return
+        }
+        let configuration = try config.map(load) ?? quickStartConfiguration()
+        let level = Logger.Level(rawValue: logLevel ?? configuration.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level) }
+        let logger = Logger(label: "sigild")
+        let daemon = Daemon(options: Daemon.Options(configuration: configuration, configPath: config, version: Sigild.version), logger: logger)
+        let status = daemon.run()
+        if status != 0 { throw ExitCode(status) }
+    }
+
+    private func load(_ path: String) throws -> Configuration {
+        do {
+            return try ConfigLoader.load(path: path)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
+    private func check(_ path: String) throws {
+        let configuration = try load(path)
+        let state: ServingState
+        do {
+            state = try ServingState.load(configuration, generation: 1)
+        } catch {
+            throw ValidationError("\(path): \(error)")
+        }
+        for warning in state.warnings { print("warning: \(warning)") }
+        print("\(path): OK")
+        for server in state.keyring.servers {
+            print("  \(server.serverName): signs with \(server.signingKey.id); publishes \(server.activeKeys.map(\.id.description).joined(separator: ", "))"
+                + (server.retiredKeys.isEmpty ? "" : "; retired \(server.retiredKeys.map(\.id.description).joined(separator: ", "))"))
+        }
+        for listener in configuration.listeners {
+            let address = listener.path ?? listener.fd.map { "fd \($0)" } ?? "systemd socket"
+            print("  listener \(listener.name): \(address), \((listener.access ?? configuration.access).count) rule(s)")
+        }
+    }
+
+    private func quickStartConfiguration() throws -> Configuration {
+        var servers: [Configuration.Server] = []
+        for item in key {
+            guard let equals = item.firstIndex(of: "=") else { throw ValidationError("--key '\(item)': expected SERVER_NAME=KEYFILE") }
+            let name = String(item[..<equals])
+            let path = String(item[item.index(after: equals)...])
+            guard ServerName.isValid(name) else { throw ValidationError("--key '\(item)': '\(name)' is not a valid Matrix server name") }
+            guard !path.isEmpty else { throw ValidationError("--key '\(item)': no key file") }
+            if let index = servers.firstIndex(where: { $0.name == name }) {
+                servers[index].keyFiles.append(path)
+            } else {
+                servers.append(Configuration.Server(name: name, keyFiles: [path]))
+            }
+        }
+        var operations = AccessRule.defaultOperations
+        for name in allow {
+            guard let op = Opcode(name: name) else {
+                throw ValidationError("--allow '\(name)': unknown operation; known: \(Opcode.allCases.map(\.name).joined(separator: ", "))")
+            }
+            operations.insert(op)
+        }
+        guard let policy = MemoryLockPolicy(rawValue: memoryLock) else { throw ValidationError("--memory-lock: expected require or warn") }
+        return Configuration(
+            listeners: [Configuration.Listener(name: "sigild", path: socket, mode: 0o600)],
+            servers: servers,
+            access: [AccessRule(uid: SigilServer.currentUID, operations: operations)],
+            memoryLock: policy, logLevel: logLevel ?? "info", workers: workers)
+    }
+}
