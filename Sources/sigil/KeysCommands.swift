@@ -5,8 +5,9 @@ import SigilTooling
 
 struct Keys: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inspect key files and build key-server documents.",
-        subcommands: [Show.self, Document.self])
+        abstract: "List a running sigild's keys, inspect key files, build key-server documents.",
+        subcommands: [ListKeys.self, Show.self, Document.self],
+        defaultSubcommand: ListKeys.self)
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import SigilClient
 import SigilCore
 import SigilPosix
 import SigilTooling
@@ -24,18 +25,29 @@ struct SignJSON: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sign-json",
         abstract: "Sign a JSON object from standard input; print it, signed and canonical, on standard output.",
-        discussion: "Without --socket this reads the key file itself; existing signatures are kept.")
+        discussion: "With --key the key file is read here; with --socket sigild signs (it must grant sign_json). Existing signatures are kept.")
 
     @Option(help: "Key file; its first key signs.")
-    var key: String
+    var key: String?
+
+    @Option(name: .long, help: "sigild's socket, to sign there instead.")
+    var socket: String?
 
     @Option(help: "The server name to sign as.")
     var server: String
 
     func run() {
         Self.failing {
-            let signingKey = try firstKey(of: key)
-            let signed = try JSONSigning.sign(try readStandardInput(), serverName: server, keys: [signingKey])
+            let input = try readStandardInput()
+            let signed: [UInt8]
+            switch (key, socket) {
+            case (let key?, nil):
+                signed = try JSONSigning.sign(input, serverName: server, keys: [try firstKey(of: key)])
+            case (nil, let socket?):
+                signed = try SigilClient(socketPath: socket).signJSON(server: server, json: input)
+            default:
+                throw ToolError("give either --key FILE or --socket PATH")
+            }
             print(String(decoding: signed, as: UTF8.self))
         }
     }
@@ -44,7 +56,8 @@ struct SignJSON: ParsableCommand {
 struct VerifyJSON: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify-json",
-        abstract: "Check a server's signatures on a JSON object from standard input. Exit status 0: valid; 1: not.")
+        abstract: "Check a server's signatures on a JSON object from standard input. Exit status 0: valid; 1: not.",
+        discussion: "Checked here with --public-key; with --socket, sigild checks (with --public-key, or else its own keys for --server).")
 
     @Option(help: "The server whose signatures to check.")
     var server: String
@@ -52,21 +65,43 @@ struct VerifyJSON: ParsableCommand {
     @Option(name: .customLong("public-key"), help: "ed25519:ID=PUBLICKEY. Repeatable.")
     var publicKeys: [String] = []
 
+    @Option(name: .long, help: "sigild's socket, to check there instead.")
+    var socket: String?
+
     func run() {
         Self.failing {
-            guard !publicKeys.isEmpty else { throw ToolError("give at least one --public-key ed25519:ID=PUBLICKEY") }
-            var keys: [KeyID: PublicKey] = [:]
+            var keys: [(id: KeyID, key: PublicKey)] = []
             for text in publicKeys {
                 guard let equals = text.firstIndex(of: "="), let id = KeyID(String(text[..<equals])),
                     let key = PublicKey(base64: text[text.index(after: equals)...])
                 else { throw ToolError("--public-key '\(text)': expected ed25519:ID=PUBLICKEY (32 bytes of base64)") }
-                keys[id] = key
+                keys.append((id, key))
             }
-            let result = try JSONSigning.verify(try readStandardInput(), serverName: server, publicKeys: keys)
-            for id in result.valid { Posix.printError("valid: \(server) \(id)") }
-            for id in result.invalid { Posix.printError("INVALID: \(server) \(id)") }
-            for id in result.missing { Posix.printError("missing: no signature by \(server) \(id)") }
-            if !result.isValid { Self.exit(withError: ExitCode.failure) }
+            let input = try readStandardInput()
+            var outcomes: [(String, SignatureOutcome)] = []
+            let valid: Bool
+            if let socket {
+                let verdict = try SigilClient(socketPath: socket).verifyJSON(
+                    VerifyJSONParams(server: server, keys: keys.map { ($0.id.description, $0.key) }, json: input))
+                outcomes = verdict.outcomes.map { ($0.id, $0.outcome) }
+                valid = verdict.isValid
+            } else {
+                guard !keys.isEmpty else { throw ToolError("give at least one --public-key ed25519:ID=PUBLICKEY (or --socket)") }
+                var map: [KeyID: PublicKey] = [:]
+                for (id, key) in keys { map[id] = key }
+                let result = try JSONSigning.verify(input, serverName: server, publicKeys: map)
+                outcomes = result.valid.map { ($0.description, .valid) } + result.invalid.map { ($0.description, .invalid) }
+                    + result.missing.map { ($0.description, .missing) }
+                valid = result.isValid
+            }
+            for (id, outcome) in outcomes {
+                switch outcome {
+                case .valid: Posix.printError("valid: \(server) \(id)")
+                case .invalid: Posix.printError("INVALID: \(server) \(id)")
+                case .missing: Posix.printError("missing: no signature by \(server) \(id)")
+                }
+            }
+            if !valid { Self.exit(withError: ExitCode.failure) }
         }
     }
 }

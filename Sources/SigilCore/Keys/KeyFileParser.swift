@@ -126,10 +126,12 @@ struct KeyFileParser {
                 continue
             }
             guard hasPrefix(line, "-----BEGIN ") else { throw error(line.number, .textOutsideBlock) }
-            let typeRange = (line.range.lowerBound + 11)..<(line.range.upperBound - 5)
+            // Check the length before forming the type's range: a line such as "-----BEGIN X"
+            // (11 to 15 bytes) would otherwise make a range with lowerBound > upperBound and trap.
             guard line.range.count > 16, equals((line.range.upperBound - 5)..<line.range.upperBound, "-----") else {
                 throw error(line.number, .textOutsideBlock)
             }
+            let typeRange = (line.range.lowerBound + 11)..<(line.range.upperBound - 5)
             let blockFormat: KeyFileFormat
             if equals(typeRange, "MMR PRIVATE KEY") {
                 blockFormat = .mmr
@@ -180,7 +182,11 @@ struct KeyFileParser {
                 throw error(line.number, .malformedHeader)
             }
             let trimmedName = name.trimmingTrailingSpaces()
-            if !seenHeaders.insert(trimmedName).inserted { throw error(line.number, .duplicateHeader(trimmedName)) }
+            if !seenHeaders.insert(trimmedName).inserted {
+                // Echo the name only when it cannot be a seed, like every other field in an error.
+                let shown = Array(trimmedName.utf8).withUnsafeBytes { echoable($0) } ?? "(a long name)"
+                throw error(line.number, .duplicateHeader(shown))
+            }
             switch trimmedName {
             case "Key-ID": keyID = (valueRange, line.number)
             case "Version": version = valueRange
