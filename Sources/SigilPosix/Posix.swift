@@ -305,6 +305,15 @@ public enum Posix {
         _ = signal(SIGPIPE, SIG_IGN)
     }
 
+    /// Unblocks signals in the calling thread. A blocked mask is inherited across exec (test
+    /// runners and some supervisors block SIGTERM), and libuv's handlers never run while blocked.
+    public static func unblockSignals(_ signals: [Int32]) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+
     @inline(never)
     public static func kill(_ pid: Int32, _ signal: Int32) throws(PosixError) {
         _ = try retrying("kill") { Glibc.kill(pid, signal) }

@@ -1,6 +1,10 @@
 import Logging
 import SigilPosix
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What the daemon does to itself before it touches a key.
 public enum ProcessHardening {
     /// Non-dumpable (no core files; other processes of our user cannot ptrace us or read our
@@ -18,5 +22,6 @@ public enum ProcessHardening {
             logger.warning("cannot disable core dumps: \(error)")
         }
         Posix.ignoreSIGPIPE()
+        Posix.unblockSignals([SIGTERM, SIGINT, SIGHUP])
     }
 }

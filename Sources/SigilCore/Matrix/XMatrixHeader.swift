@@ -79,11 +79,11 @@ extension XMatrixAuthorization {
         self.signature = signature
     }
 
-    /// Whether a header value uses the X-Matrix scheme at all (other schemes are not ours to judge).
-    public static func isXMatrix(_ header: String) -> Bool {
-        let scheme = header.utf8.prefix(9)
-        return scheme.count == 9 && String(decoding: scheme.prefix(8), as: UTF8.self).lowercased() == "x-matrix"
-            && (scheme.last == 0x20)
+    /// Whether a header value uses the X-Matrix scheme at all: its first token, compared without
+    /// case. Other schemes (`Bearer`, `X-Matrix-Foo`) are not ours to judge.
+    public static func usesXMatrixScheme(_ header: String) -> Bool {
+        let token = header.utf8.drop { $0 == 0x20 || $0 == 0x09 }.prefix { $0 != 0x20 && $0 != 0x09 }
+        return token.count == 8 && token.map { $0 | 0x20 }.elementsEqual("x-matrix".utf8)
     }
 }
 

@@ -54,7 +54,7 @@ public enum XMatrixVerifier {
         authorizations: [String], method: String, uri: String, destination: String, content: [UInt8]?,
         publicKeys: (_ origin: String, _ keyID: KeyID) -> PublicKey?
     ) -> XMatrixVerification {
-        let headers = authorizations.filter { XMatrixAuthorization.isXMatrix($0) || $0.lowercased().hasPrefix("x-matrix") }
+        let headers = authorizations.filter(XMatrixAuthorization.usesXMatrixScheme)
         guard !headers.isEmpty else { return .missingAuthorization }
         var parsed: [XMatrixAuthorization] = []
         for header in headers {
