@@ -25,13 +25,12 @@ struct SignJSON: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sign-json",
         abstract: "Sign a JSON object from standard input; print it, signed and canonical, on standard output.",
-        discussion: "With --key the key file is read here; with --socket sigild signs (it must grant sign_json). Existing signatures are kept.")
+        discussion: "With --key the key file is read here; otherwise sigild signs (it must grant sign_json). Existing signatures are kept.")
 
-    @Option(help: "Key file; its first key signs.")
+    @Option(help: "Key file; its first key signs. Without it, sigild signs.")
     var key: String?
 
-    @Option(name: .long, help: "sigild's socket, to sign there instead.")
-    var socket: String?
+    @OptionGroup var socket: SocketOption
 
     @Option(help: "The server name to sign as.")
     var server: String
@@ -40,13 +39,11 @@ struct SignJSON: ParsableCommand {
         Self.failing {
             let input = try readStandardInput()
             let signed: [UInt8]
-            switch (key, socket) {
-            case (let key?, nil):
+            if let key {
+                guard socket.socket == nil else { throw ToolError("give either --key FILE or --socket PATH, not both") }
                 signed = try JSONSigning.sign(input, serverName: server, keys: [try firstKey(of: key)])
-            case (nil, let socket?):
-                signed = try SigilClient(socketPath: socket).signJSON(server: server, json: input)
-            default:
-                throw ToolError("give either --key FILE or --socket PATH")
+            } else {
+                signed = try socket.client().signJSON(server: server, json: input)
             }
             print(String(decoding: signed, as: UTF8.self))
         }
