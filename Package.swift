@@ -9,15 +9,19 @@ let package = Package(
     products: [
         .library(name: "SigilCore", targets: ["SigilCore"]),
         .library(name: "SigilClient", targets: ["SigilClient"]),
+        .library(name: "SigilServer", targets: ["SigilServer"]),
+        .library(name: "SigilPosix", targets: ["SigilPosix"]),
         .executable(name: "sigild", targets: ["sigild"]),
         .executable(name: "sigil", targets: ["sigil"]),
         .executable(name: "generate_signing_key", targets: ["generate_signing_key"]),
         .executable(name: "combine_signing_keys", targets: ["combine_signing_keys"]),
+        .executable(name: "sigil-bench", targets: ["sigil-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Layer 1: C.
@@ -71,6 +75,14 @@ let package = Package(
         .executableTarget(
             name: "combine_signing_keys",
             dependencies: ["SigilTooling", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        .executableTarget(
+            name: "sigil-bench",
+            dependencies: [
+                "SigilCore", "SigilPosix", "SigilClient", "CSodium", "CSodiumShims",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
 
         // Tests.
         .testTarget(

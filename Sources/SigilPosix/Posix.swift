@@ -66,6 +66,12 @@ public struct PeerCredentials: Sendable, Equatable {
     public let pid: Int32
     public let uid: UInt32
     public let gid: UInt32
+
+    public init(pid: Int32, uid: UInt32, gid: UInt32) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+    }
 }
 
 public enum Posix {
@@ -384,6 +390,73 @@ public enum Posix {
     }
 
     public static func isatty(_ fd: Int32) -> Bool { Glibc.isatty(fd) == 1 }
+
+    /// Starts a program (no shell); returns its pid. Standard output and error go to `logFD`
+    /// when given.
+    public static func spawn(_ path: String, _ arguments: [String], environment: [String: String] = [:], logFD: Int32? = nil) throws(PosixError) -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let logFD {
+            posix_spawn_file_actions_adddup2(&actions, logFD, 1)
+            posix_spawn_file_actions_adddup2(&actions, logFD, 2)
+        }
+        var merged: [String: String] = [:]
+        var index = 0
+        while let entry = environ[index] {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") { merged[String(text[..<equals])] = String(text[text.index(after: equals)...]) }
+            index += 1
+        }
+        for (key, value) in environment { merged[key] = value }
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for pointer in argv { free(pointer) }
+            for pointer in envp { free(pointer) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        guard rc == 0 else { throw PosixError("posix_spawn(\(path))", errno: rc) }
+        return pid
+    }
+
+    /// Waits for a child; returns its exit status (128 + signal if killed).
+    public static func wait(_ pid: Int32) -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && Glibc.errno == EINTR {}
+        if status & 0x7F == 0 { return (status >> 8) & 0xFF }
+        return 128 + (status & 0x7F)
+    }
+
+    /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
+    @discardableResult
+    public static func raiseFileLimit() -> UInt64 {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        return UInt64(limit.rlim_cur)
+    }
+
+    @inline(never)
+    public static func makeDirectory(_ path: String, mode: UInt32) throws(PosixError) {
+        _ = try retrying("mkdir(\(path))") { mkdir(path, mode_t(mode)) }
+    }
+
+    /// Names in a directory, without `.` and `..`.
+    public static func listDirectory(_ path: String) throws(PosixError) -> [String] {
+        guard let dir = opendir(path) else { throw PosixError("opendir(\(path))", errno: Glibc.errno) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
 
     /// Writes a line to standard error (no Foundation, no shared C `stderr` global).
     public static func printError(_ message: String) {

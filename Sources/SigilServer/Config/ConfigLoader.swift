@@ -1,4 +1,4 @@
-public import SigilCore
+import SigilCore
 import SigilPosix
 import Yams
 

@@ -1,5 +1,5 @@
 import Synchronization
-public import SigilCore
+import SigilCore
 
 /// Counters of one event loop. Each loop writes its own under an uncontended lock; STATS reads
 /// them all.
