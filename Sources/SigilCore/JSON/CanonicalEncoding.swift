@@ -35,6 +35,40 @@ enum CanonicalEncoding {
         out.append(0x22)
     }
 
+    /// Whether a byte needs an escape inside a canonical JSON string.
+    @inline(__always)
+    static func needsEscape(_ byte: UInt8) -> Bool { byte < 0x20 || byte == 0x22 || byte == 0x5C }
+
+    /// The length of `"…"` for `bytes`, quotes and escapes included.
+    @inline(__always)
+    static func quotedLength(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var length = bytes.count + 2
+        for byte in bytes where needsEscape(byte) {
+            switch byte {
+            case 0x22, 0x5C, 0x08, 0x09, 0x0A, 0x0C, 0x0D: length += 1
+            default: length += 5
+            }
+        }
+        return length
+    }
+
+    /// Writes `"…"` for `bytes` at `out`, which must hold `quotedLength(bytes)`; returns the
+    /// bytes written. Strings that need no escapes (the usual case) are one copy.
+    @inline(__always)
+    static func writeQuoted(_ bytes: UnsafeRawBufferPointer, at out: UnsafeMutableRawPointer, length: Int) -> Int {
+        out.storeBytes(of: 0x22, as: UInt8.self)
+        if length == bytes.count + 2 {
+            if !bytes.isEmpty { (out + 1).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            (out + 1 + bytes.count).storeBytes(of: 0x22, as: UInt8.self)
+            return length
+        }
+        var escaped: [UInt8] = []
+        escaped.reserveCapacity(length)
+        appendString(bytes, to: &escaped)
+        escaped.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return escaped.count
+    }
+
     @inline(__always)
     static func appendString(_ string: String, to out: inout [UInt8]) {
         var string = string

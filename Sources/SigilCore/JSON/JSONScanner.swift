@@ -135,28 +135,8 @@ struct JSONScanner {
 
     /// Validates one multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates, ≤ U+10FFFF).
     private mutating func utf8Sequence(into out: inout [UInt8]) throws(JSONError) {
-        let start = position
-        let lead = input[position]
-        let length: Int
-        var lower: UInt8 = 0x80
-        var upper: UInt8 = 0xBF
-        switch lead {
-        case 0xC2...0xDF: length = 2
-        case 0xE0: length = 3; lower = 0xA0
-        case 0xE1...0xEC, 0xEE...0xEF: length = 3
-        case 0xED: length = 3; upper = 0x9F
-        case 0xF0: length = 4; lower = 0x90
-        case 0xF1...0xF3: length = 4
-        case 0xF4: length = 4; upper = 0x8F
-        default: throw JSONError(.invalidUTF8, at: start)
-        }
-        guard start + length <= input.count else { throw JSONError(.invalidUTF8, at: start) }
-        let second = input[start + 1]
-        guard second >= lower && second <= upper else { throw JSONError(.invalidUTF8, at: start) }
-        for i in 2..<max(length, 2) where i < length {
-            guard input[start + i] & 0xC0 == 0x80 else { throw JSONError(.invalidUTF8, at: start) }
-        }
-        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[start..<(start + length)]))
+        guard let length = UTF8Validation.sequenceLength(input, at: position) else { throw JSONError(.invalidUTF8, at: position) }
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[position..<(position + length)]))
         position += length
     }
 

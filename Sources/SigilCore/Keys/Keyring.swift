@@ -115,9 +115,14 @@ public final class Keyring: Sendable {
         self.index = index
     }
 
-    /// Server names are ASCII (checked above), so String lookup is exact.
+    /// Server names are ASCII (checked above), so String lookup is exact. A daemon usually
+    /// serves one or two names: comparing them beats hashing.
     public func server(_ name: String) -> ServerKeys? {
-        index[name].map { servers[$0] }
+        if servers.count <= 4 {
+            for server in servers where server.serverName == name { return server }
+            return nil
+        }
+        return index[name].map { servers[$0] }
     }
 
     public var serverNames: [String] { servers.map(\.serverName) }

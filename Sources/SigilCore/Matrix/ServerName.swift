@@ -10,23 +10,36 @@
 /// keeps quotes, backslashes and spaces out of X-Matrix headers and the keyring's ASCII-only.
 public enum ServerName {
     public static func isValid(_ name: String) -> Bool {
-        let bytes = Array(name.utf8)
-        guard !bytes.isEmpty, bytes.count <= 255 + 6 else { return false }
-        var hostEnd = bytes.count
+        var name = name
+        return name.withUTF8 { isValid(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The same check on raw bytes, without allocating (the daemon's hot path).
+    public static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let count = bytes.count
+        guard count > 0, count <= 255 + 6 else { return false }
+        var index = 0
         if bytes[0] == UInt8(ascii: "[") {
-            guard let close = bytes.firstIndex(of: UInt8(ascii: "]")) else { return false }
-            let inner = bytes[1..<close]
-            guard (2...45).contains(inner.count), inner.allSatisfy(isIPv6Char) else { return false }
-            hostEnd = close + 1
+            index = 1
+            while index < count, bytes[index] != UInt8(ascii: "]") {
+                guard isIPv6Char(bytes[index]) else { return false }
+                index += 1
+            }
+            guard index < count, (2...45).contains(index - 1) else { return false }
+            index += 1
         } else {
-            if let colon = bytes.firstIndex(of: UInt8(ascii: ":")) { hostEnd = colon }
-            let host = bytes[..<hostEnd]
-            guard (1...255).contains(host.count), host.allSatisfy(isDNSChar) else { return false }
+            while index < count, bytes[index] != UInt8(ascii: ":") {
+                guard isDNSChar(bytes[index]) else { return false }
+                index += 1
+            }
+            guard index >= 1, index <= 255 else { return false }
         }
-        if hostEnd == bytes.count { return true }
-        guard bytes[hostEnd] == UInt8(ascii: ":") else { return false }
-        let port = bytes[(hostEnd + 1)...]
-        return (1...5).contains(port.count) && port.allSatisfy(isDigit)
+        if index == count { return true }
+        guard bytes[index] == UInt8(ascii: ":") else { return false }
+        let digits = count - index - 1
+        guard digits >= 1, digits <= 5 else { return false }
+        for position in (index + 1)..<count where !isDigit(bytes[position]) { return false }
+        return true
     }
 
     private static func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }

@@ -30,17 +30,27 @@ public struct SignedRequest: Sendable, Equatable {
 ///
 /// The signed object is `{"content"?,"destination","method","origin","uri"}` (keys already in
 /// canonical order), with `content` left out when there is none, never `null`, and `uri`
-/// byte-exact as sent. Reuse one signer per thread: its scratch buffer makes signing allocation-free
-/// apart from the output.
-public struct XMatrixSigner {
-    private var scratch: [UInt8] = []
+/// byte-exact as sent. One signer per thread: it owns a scratch buffer, sized once, in which the
+/// object and the header are laid out with plain copies, so signing allocates nothing.
+public final class XMatrixSigner {
+    private var scratch: UnsafeMutableRawBufferPointer
 
     public init() {
-        scratch.reserveCapacity(512)
+        scratch = .allocate(byteCount: 1024, alignment: 16)
+    }
+
+    deinit {
+        scratch.deallocate()
+    }
+
+    private func reserve(_ count: Int) {
+        guard scratch.count < count else { return }
+        scratch.deallocate()
+        scratch = .allocate(byteCount: max(count, scratch.count * 2), alignment: 16)
     }
 
     /// Signs with `key` and returns the signature and header.
-    public mutating func sign(
+    public func sign(
         origin: String, destination: String, method: String, uri: String, content: [UInt8]? = nil, key: SigningKey
     ) throws(XMatrixRequestError) -> SignedRequest {
         var header: [UInt8] = []
@@ -63,9 +73,9 @@ public struct XMatrixSigner {
         return SignedRequest(keyID: key.id, signature: Signature(bytes: signature)!, header: String(decoding: header, as: UTF8.self))
     }
 
-    /// The allocation-free core used by the daemon: validates the fields, writes the canonical
-    /// object into scratch, signs it into `signature` (64 bytes) and appends the header to `header`.
-    public mutating func sign(
+    /// The allocation-free core used by the daemon: validates the fields, lays out the
+    /// canonical object, signs it into `signature` (64 bytes) and appends the header to `header`.
+    public func sign(
         origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer,
         uri: UnsafeRawBufferPointer, content: UnsafeRawBufferPointer?, key: SigningKey,
         signature: UnsafeMutableRawPointer, header: inout [UInt8]
@@ -74,31 +84,45 @@ public struct XMatrixSigner {
         guard XMatrixFields.isServerName(destination) else { throw .invalidDestination }
         guard XMatrixFields.isMethod(method) else { throw .invalidMethod }
         guard XMatrixFields.isURI(uri) else { throw .invalidURI }
-        scratch.removeAll(keepingCapacity: true)
-        try XMatrixFields.appendSignable(
-            origin: origin, destination: destination, method: method, uri: uri, content: content, to: &scratch)
-        scratch.withUnsafeBytes { key.sign($0, into: signature) }
-        XMatrixFields.appendHeader(
+        var canonicalContent: [UInt8]?
+        if let content {
+            do {
+                canonicalContent = try CanonicalJSON.canonicalize(content)
+            } catch {
+                throw .invalidContent(error)
+            }
+        }
+        let layout = XMatrixFields.SignableLayout(origin: origin, destination: destination, method: method, uri: uri, content: canonicalContent)
+        let headerLength = XMatrixFields.headerLength(origin: origin, destination: destination, keyID: key.id)
+        reserve(max(layout.total, headerLength))
+        let base = scratch.baseAddress!
+        layout.write(at: base)
+        key.sign(UnsafeRawBufferPointer(start: base, count: layout.total), into: signature)
+        XMatrixFields.writeHeader(
             origin: origin, destination: destination, keyID: key.id,
-            signature: UnsafeRawBufferPointer(start: signature, count: Ed25519.signatureBytes), to: &header)
+            signature: UnsafeRawBufferPointer(start: signature, count: Ed25519.signatureBytes), at: base)
+        header.append(contentsOf: UnsafeRawBufferPointer(start: base, count: headerLength))
     }
 }
 
 /// Field checks and the byte layouts shared by signing and verifying.
 enum XMatrixFields {
     static func isServerName(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard bytes.count <= 261, let text = String(validating: bytes, as: UTF8.self) else { return false }
-        return ServerName.isValid(text)
+        ServerName.isValid(bytes)
     }
 
     /// An HTTP method is a token (RFC 9110 tchar).
     static func isMethod(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        !bytes.isEmpty && bytes.count <= 32 && bytes.allSatisfy(isTokenChar)
+        guard !bytes.isEmpty, bytes.count <= 32 else { return false }
+        for byte in bytes where !isTokenChar(byte) { return false }
+        return true
     }
 
     /// A request target as sent: origin-form, visible ASCII only.
     static func isURI(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        bytes.first == UInt8(ascii: "/") && bytes.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+        guard bytes.first == UInt8(ascii: "/") else { return false }
+        for byte in bytes where byte <= 0x20 || byte >= 0x7F { return false }
+        return true
     }
 
     static func isTokenChar(_ b: UInt8) -> Bool {
@@ -112,60 +136,128 @@ enum XMatrixFields {
         }
     }
 
-    private static let contentKey: [UInt8] = Array(#"{"content":"#.utf8)
-    private static let destinationKey: [UInt8] = Array(#""destination":"#.utf8)
-    private static let methodKey: [UInt8] = Array(#","method":"#.utf8)
-    private static let originKey: [UInt8] = Array(#","origin":"#.utf8)
-    private static let uriKey: [UInt8] = Array(#","uri":"#.utf8)
+    private static let contentKey: StaticString = #"{"content":"#
+    private static let destinationKey: StaticString = #""destination":"#
+    private static let methodKey: StaticString = #","method":"#
+    private static let originKey: StaticString = #","origin":"#
+    private static let uriKey: StaticString = #","uri":"#
+
+    /// The canonical request object, measured first and then written with plain copies.
+    struct SignableLayout {
+        let origin: UnsafeRawBufferPointer
+        let destination: UnsafeRawBufferPointer
+        let method: UnsafeRawBufferPointer
+        let uri: UnsafeRawBufferPointer
+        /// Already canonical.
+        let content: [UInt8]?
+        let quoted: (origin: Int, destination: Int, method: Int, uri: Int)
+        let total: Int
+
+        init(origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer, content: [UInt8]?) {
+            self.origin = origin
+            self.destination = destination
+            self.method = method
+            self.uri = uri
+            self.content = content
+            quoted = (
+                CanonicalEncoding.quotedLength(origin), CanonicalEncoding.quotedLength(destination),
+                CanonicalEncoding.quotedLength(method), CanonicalEncoding.quotedLength(uri)
+            )
+            var total = quoted.origin + quoted.destination + quoted.method + quoted.uri
+            total += destinationKey.utf8CodeUnitCount + methodKey.utf8CodeUnitCount + originKey.utf8CodeUnitCount + uriKey.utf8CodeUnitCount + 1
+            if let content { total += contentKey.utf8CodeUnitCount + content.count + 1 } else { total += 1 }
+            self.total = total
+        }
+
+        func write(at base: UnsafeMutableRawPointer) {
+            var at = base
+            func put(_ literal: StaticString) {
+                at.copyMemory(from: literal.utf8Start, byteCount: literal.utf8CodeUnitCount)
+                at += literal.utf8CodeUnitCount
+            }
+            func put(_ byte: UInt8) {
+                at.storeBytes(of: byte, as: UInt8.self)
+                at += 1
+            }
+            if let content {
+                put(contentKey)
+                content.withUnsafeBytes { at.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                at += content.count
+                put(UInt8(ascii: ","))
+            } else {
+                put(UInt8(ascii: "{"))
+            }
+            put(destinationKey)
+            at += CanonicalEncoding.writeQuoted(destination, at: at, length: quoted.destination)
+            put(methodKey)
+            at += CanonicalEncoding.writeQuoted(method, at: at, length: quoted.method)
+            put(originKey)
+            at += CanonicalEncoding.writeQuoted(origin, at: at, length: quoted.origin)
+            put(uriKey)
+            at += CanonicalEncoding.writeQuoted(uri, at: at, length: quoted.uri)
+            put(UInt8(ascii: "}"))
+            assert(at - base == total, "signable layout miscounted")
+        }
+    }
 
     /// Appends the canonical JSON of the request object. `content`, when present, is canonicalised.
     static func appendSignable(
         origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer,
         uri: UnsafeRawBufferPointer, content: UnsafeRawBufferPointer?, to out: inout [UInt8]
     ) throws(XMatrixRequestError) {
+        var canonicalContent: [UInt8]?
         if let content {
-            out.append(contentsOf: contentKey)
             do {
-                out.append(contentsOf: try CanonicalJSON.canonicalize(content))
+                canonicalContent = try CanonicalJSON.canonicalize(content)
             } catch {
                 throw .invalidContent(error)
             }
-            out.append(UInt8(ascii: ","))
-        } else {
-            out.append(UInt8(ascii: "{"))
         }
-        out.append(contentsOf: destinationKey)
-        CanonicalEncoding.appendString(destination, to: &out)
-        out.append(contentsOf: methodKey)
-        CanonicalEncoding.appendString(method, to: &out)
-        out.append(contentsOf: originKey)
-        CanonicalEncoding.appendString(origin, to: &out)
-        out.append(contentsOf: uriKey)
-        CanonicalEncoding.appendString(uri, to: &out)
-        out.append(UInt8(ascii: "}"))
+        let layout = SignableLayout(origin: origin, destination: destination, method: method, uri: uri, content: canonicalContent)
+        out.append(contentsOf: [UInt8](unsafeUninitializedCapacity: layout.total) { buffer, count in
+            layout.write(at: UnsafeMutableRawPointer(buffer.baseAddress!))
+            count = layout.total
+        })
     }
 
-    private static let headerOrigin: [UInt8] = Array(#"X-Matrix origin=""#.utf8)
-    private static let headerDestination: [UInt8] = Array(#"",destination=""#.utf8)
-    private static let headerKey: [UInt8] = Array(#"",key=""#.utf8)
-    private static let headerSig: [UInt8] = Array(#"",sig=""#.utf8)
+    private static let headerOrigin: StaticString = #"X-Matrix origin=""#
+    private static let headerDestination: StaticString = #"",destination=""#
+    private static let headerKey: StaticString = #"",key="ed25519:"#
+    private static let headerSig: StaticString = #"",sig=""#
 
-    /// `X-Matrix origin="…",destination="…",key="ed25519:…",sig="…"`, MMR's exact layout. The
-    /// values need no escaping: server names and key IDs cannot hold quotes or backslashes.
-    static func appendHeader(
+    static func headerLength(origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, keyID: KeyID) -> Int {
+        headerOrigin.utf8CodeUnitCount + origin.count + headerDestination.utf8CodeUnitCount + destination.count
+            + headerKey.utf8CodeUnitCount + keyID.version.utf8.count + headerSig.utf8CodeUnitCount
+            + Base64.encodedCount(Ed25519.signatureBytes, padded: false) + 1
+    }
+
+    /// `X-Matrix origin="…",destination="…",key="ed25519:…",sig="…"`, MMR's exact layout, at
+    /// `base` (which must hold `headerLength`). The values need no escaping: server names and
+    /// key IDs cannot hold quotes or backslashes.
+    static func writeHeader(
         origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, keyID: KeyID,
-        signature: UnsafeRawBufferPointer, to out: inout [UInt8]
+        signature: UnsafeRawBufferPointer, at base: UnsafeMutableRawPointer
     ) {
-        out.append(contentsOf: headerOrigin)
-        out.append(contentsOf: origin)
-        out.append(contentsOf: headerDestination)
-        out.append(contentsOf: destination)
-        out.append(contentsOf: headerKey)
-        out.append(contentsOf: KeyID.algorithm.utf8)
-        out.append(UInt8(ascii: ":"))
-        out.append(contentsOf: keyID.version.utf8)
-        out.append(contentsOf: headerSig)
-        Base64.encode(signature, padded: false, appendingTo: &out)
-        out.append(UInt8(ascii: "\""))
+        var at = base
+        func put(_ literal: StaticString) {
+            at.copyMemory(from: literal.utf8Start, byteCount: literal.utf8CodeUnitCount)
+            at += literal.utf8CodeUnitCount
+        }
+        func put(_ bytes: UnsafeRawBufferPointer) {
+            if !bytes.isEmpty { at.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            at += bytes.count
+        }
+        put(headerOrigin)
+        put(origin)
+        put(headerDestination)
+        put(destination)
+        put(headerKey)
+        var version = keyID.version
+        version.withUTF8 { put(UnsafeRawBufferPointer($0)) }
+        put(headerSig)
+        let encoded = Base64.encodedCount(signature.count, padded: false)
+        Base64.encode(signature, padded: false, into: UnsafeMutableRawBufferPointer(start: at, count: encoded))
+        at += encoded
+        at.storeBytes(of: UInt8(ascii: "\""), as: UInt8.self)
     }
 }

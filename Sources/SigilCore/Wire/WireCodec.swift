@@ -186,7 +186,7 @@ public struct WireReader {
     public mutating func stringBytes(_ field: StaticString) throws(WireError) -> UnsafeRawBufferPointer {
         let count = Int(try u16(field))
         let slice = try take(count, field)
-        guard String(validating: slice, as: UTF8.self) != nil else { throw WireError("\(field) is not valid UTF-8") }
+        guard UTF8Validation.isValid(slice) else { throw WireError("\(field) is not valid UTF-8") }
         return slice
     }
 
@@ -297,3 +297,4 @@ public struct WireWriter {
         bytes[position + 3] = UInt8(length & 0xFF)
     }
 }
+

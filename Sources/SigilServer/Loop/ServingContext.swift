@@ -73,7 +73,7 @@ final class WorkerMailbox: Sendable {
             return true
         }
         if accepted {
-            waker.withLock { $0?.wake() }
+            _ = waker.withLock { $0?.wake() }
         } else {
             Posix.close(connection.fd)
         }
@@ -83,7 +83,7 @@ final class WorkerMailbox: Sendable {
     /// (monotonic nanoseconds).
     func drain(deadline: UInt64) {
         inbox.withLock { $0.drainDeadline = deadline }
-        waker.withLock { $0?.wake() }
+        _ = waker.withLock { $0?.wake() }
     }
 
     /// The worker's side: what arrived since last time.

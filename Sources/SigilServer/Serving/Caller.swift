@@ -9,6 +9,10 @@ struct Caller: Sendable {
     private(set) var generation: UInt64 = .max
     /// The rules matching this caller, in configuration order.
     private(set) var rules: [AccessRule] = []
+    /// Every operation some matching rule grants (bit n: opcode n), for the per-frame check.
+    private var operationMask: UInt64 = 0
+    /// The matching rules that grant SIGN_REQUEST: the hot path scans only these.
+    private var signRequestRules: [AccessRule] = []
     /// Refusals logged so far on this connection (logging stops after a few to resist floods).
     var refusalsLogged = 0
 
@@ -22,10 +26,17 @@ struct Caller: Sendable {
         guard state.generation != generation else { return }
         generation = state.generation
         rules = state.rules(forListener: listener).filter { $0.matches(uid: credentials.uid, gid: credentials.gid) }
+        operationMask = 0
+        for op in AccessRule.alwaysAllowed { operationMask |= 1 << UInt64(op.rawValue & 63) }
+        for rule in rules {
+            for op in rule.operations { operationMask |= 1 << UInt64(op.rawValue & 63) }
+        }
+        signRequestRules = rules.filter { $0.operations.contains(.signRequest) }
     }
 
+    @inline(__always)
     func allows(_ op: Opcode) -> Bool {
-        AccessRule.alwaysAllowed.contains(op) || rules.contains { $0.operations.contains(op) }
+        operationMask & (1 << UInt64(op.rawValue & 63)) != 0
     }
 
     func allows(_ op: Opcode, server: String) -> Bool {
@@ -35,7 +46,7 @@ struct Caller: Sendable {
     /// SIGN_REQUEST: the op, the origin's server, and the rule's method and uri limits must all
     /// be granted by one rule.
     func allowsSignRequest(server: String, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer) -> Bool {
-        rules.contains { $0.operations.contains(.signRequest) && $0.allowsServer(server) && $0.allowsRequest(method: method, uri: uri) }
+        signRequestRules.contains { $0.allowsServer(server) && $0.allowsRequest(method: method, uri: uri) }
     }
 
     /// What HELLO reports.
