@@ -258,7 +258,7 @@ final class OffloadedBatch: @unchecked Sendable {
 
     func run() {
         var dispatcher = Dispatcher(logger: logger, stats: stats, counters: counters, daemonVersion: daemonVersion)
-        body.withUnsafeBytes { raw in
+        _ = body.withUnsafeBytes { raw in
             dispatcher.handle(header, body: raw, caller: &caller, state: state, out: &reply)
         }
     }
