@@ -35,6 +35,18 @@ enum CanonicalEncoding {
         out.append(0x22)
     }
 
+    private static let ones: UInt64 = 0x0101_0101_0101_0101
+    private static let highs: UInt64 = 0x8080_8080_8080_8080
+
+    /// Whether any byte of `word` is below 0x20, a quote or a backslash (bit tricks: a byte is
+    /// zero in `x` exactly when the subtraction borrows into its high bit and it had none).
+    @inline(__always)
+    static func wordNeedsEscape(_ word: UInt64) -> Bool {
+        func hasZeroByte(_ x: UInt64) -> Bool { (x &- ones) & ~x & highs != 0 }
+        let control = (word &- ones &* 0x20) & ~word & highs != 0
+        return control || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C))
+    }
+
     /// Whether a byte needs an escape inside a canonical JSON string.
     @inline(__always)
     static func needsEscape(_ byte: UInt8) -> Bool { byte < 0x20 || byte == 0x22 || byte == 0x5C }
@@ -43,7 +55,18 @@ enum CanonicalEncoding {
     @inline(__always)
     static func quotedLength(_ bytes: UnsafeRawBufferPointer) -> Int {
         var length = bytes.count + 2
-        for byte in bytes where needsEscape(byte) {
+        guard let base = bytes.baseAddress else { return length }
+        // Eight bytes at a time: skip words with no control byte, quote or backslash.
+        var index = 0
+        while index + 8 <= bytes.count {
+            let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            if !wordNeedsEscape(word) {
+                index += 8
+                continue
+            }
+            break
+        }
+        for byte in UnsafeRawBufferPointer(rebasing: bytes[index...]) where needsEscape(byte) {
             switch byte {
             case 0x22, 0x5C, 0x08, 0x09, 0x0A, 0x0C, 0x0D: length += 1
             default: length += 5
