@@ -22,7 +22,10 @@ public enum KeyFileIO {
     ) throws(KeyFileError) -> (file: KeyFile, warnings: [String]) {
         let fd: Int32
         do {
-            fd = try Posix.open(path, flags: O_RDONLY | O_NOCTTY)
+            // O_NONBLOCK: opening a FIFO for reading would otherwise block until a writer came
+            // (a hung tool, or a daemon stuck in a reload); it is then refused as not a regular
+            // file. The flag has no effect on reading regular files.
+            fd = try Posix.open(path, flags: O_RDONLY | O_NOCTTY | O_NONBLOCK)
         } catch {
             throw KeyFileError(path: path, .unreadable("cannot open: \(String(cString: strerror(error.errno)))"))
         }

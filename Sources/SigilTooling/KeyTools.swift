@@ -12,6 +12,28 @@ extension KeyFileFormat: ExpressibleByArgument {
 public struct ToolError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+
+    /// A command-line value to quote in an error, with every run of 40 or more base64 characters
+    /// replaced by its length: it may be a seed given by mistake where a public key belongs (a
+    /// Synapse key line's third field looks just like one), and errors never print key material.
+    public static func quoting(_ value: String) -> String {
+        var out = ""
+        var run = ""
+        func flush() {
+            out += run.count >= 40 ? "<\(run.count) base64 characters>" : run
+            run = ""
+        }
+        for character in value {
+            if character.isASCII && (character.isLetter || character.isNumber || "+/-_".contains(character)) {
+                run.append(character)
+            } else {
+                flush()
+                out.append(character)
+            }
+        }
+        flush()
+        return "'\(out)'"
+    }
 }
 
 /// The key-file workflows behind `generate_signing_key`, `combine_signing_keys` and `sigil keys`.
@@ -88,5 +110,6 @@ extension ParsableCommand {
         }
     }
 
-    static var commandName: String { configuration.commandName ?? String(describing: Self.self) }
+    // As ArgumentParser names a command without an explicit name ("Document" is `document`).
+    static var commandName: String { configuration.commandName ?? String(describing: Self.self).lowercased() }
 }

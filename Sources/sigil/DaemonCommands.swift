@@ -195,7 +195,7 @@ struct VerifyRequest: ParsableCommand {
     private func parseOriginKey(_ text: String) throws -> GivenKey {
         guard let slash = text.firstIndex(of: "/"), let equals = text.lastIndex(of: "="), slash < equals,
             let key = PublicKey(base64: text[text.index(after: equals)...])
-        else { throw ToolError("--origin-key '\(text)': expected ORIGIN/ed25519:ID=PUBLICKEY") }
+        else { throw ToolError("--origin-key \(ToolError.quoting(text)): expected ORIGIN/ed25519:ID=PUBLICKEY") }
         return GivenKey(server: String(text[..<slash]), id: String(text[text.index(after: slash)..<equals]), publicKey: key)
     }
 }

@@ -67,7 +67,7 @@ struct Keys: ParsableCommand {
         }
 
         private func parseOldKey(_ text: String) throws -> RetiredKey {
-            let usage = "--old-key '\(text)': expected ed25519:ID=PUBLICKEY@EXPIRED_TS"
+            let usage = "--old-key \(ToolError.quoting(text)): expected ed25519:ID=PUBLICKEY@EXPIRED_TS"
             guard let equals = text.firstIndex(of: "="), let at = text.lastIndex(of: "@"), equals < at else { throw ToolError(usage) }
             guard let id = KeyID(String(text[..<equals])) else { throw ToolError("\(usage) (the ID must be ed25519:VERSION)") }
             guard let publicKey = PublicKey(base64: text[text.index(after: equals)..<at]) else {

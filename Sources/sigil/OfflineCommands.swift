@@ -71,7 +71,7 @@ struct VerifyJSON: ParsableCommand {
             for text in publicKeys {
                 guard let equals = text.firstIndex(of: "="), let id = KeyID(String(text[..<equals])),
                     let key = PublicKey(base64: text[text.index(after: equals)...])
-                else { throw ToolError("--public-key '\(text)': expected ed25519:ID=PUBLICKEY (32 bytes of base64)") }
+                else { throw ToolError("--public-key \(ToolError.quoting(text)): expected ed25519:ID=PUBLICKEY (32 bytes of base64)") }
                 keys.append((id, key))
             }
             let input = try readStandardInput()

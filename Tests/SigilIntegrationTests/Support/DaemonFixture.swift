@@ -71,12 +71,16 @@ struct ProcessResult {
     var output: String { stdout + stderr }
 }
 
-/// Runs a command to completion, with optional standard input.
+/// Runs a command to completion, with optional standard input, environment and working directory.
 @discardableResult
-func run(_ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String]? = nil, timeout: Double = 60) throws -> ProcessResult {
+func run(
+    _ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String]? = nil,
+    currentDirectory: String? = nil, timeout: Double = 60
+) throws -> ProcessResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
     if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     let out = Pipe()
     let err = Pipe()
