@@ -172,6 +172,9 @@ final class Connection {
             worker.scheduleBacklog(self)
         }
         flush()
+        // After a fatal framing error the answer usually goes out in the flush above, with no
+        // write callback to follow: close now, not when the sweep finds a stale partial frame.
+        closeIfDone()
     }
 
     /// Called by the loop's idle handle on the next turn.

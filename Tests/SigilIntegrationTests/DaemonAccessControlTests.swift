@@ -1,0 +1,247 @@
+import Foundation
+import SigilClient
+import SigilCore
+import Testing
+
+/// Access rules against real peer credentials: the default (only the daemon's own uid), the
+/// operations that need a grant by name, and sign_request's servers, methods and uri prefixes.
+/// Every refusal must be logged with the caller's uid and pid.
+extension DaemonEndToEnd {
+    @Suite("access control")
+    struct AccessControl {
+        static var canSwitchUsers: Bool { Privileges.isRoot && Privileges.hasSetpriv }
+
+        /// Expects `body` to be refused with DENIED.
+        static func expectDenied(_ what: String, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
+            do {
+                try body()
+                Issue.record("\(what) was allowed", sourceLocation: sourceLocation)
+            } catch {
+                #expect((error as? SigilClientError)?.status == .denied, "\(what): \(error)", sourceLocation: sourceLocation)
+            }
+        }
+
+        static func refusalLines(_ log: String, uid: UInt32, pid: Int32? = nil) -> [Substring] {
+            // "refused OPERATION for uid U gid G pid P on listener L: why"
+            let pattern = "refused [a-z_]+ for uid \(uid) gid [0-9]+ pid \(pid.map(String.init) ?? "[0-9]+") "
+            return log.split(separator: "\n").filter { $0.range(of: pattern, options: .regularExpression) != nil }
+        }
+
+        @Test("with no rules only the daemon's uid may call, and SIGN_RAW and SIGN_JSON are off")
+        func defaultRules() throws {
+            let daemon = try DaemonFixture(
+                config: """
+                    listen:
+                      - name: main
+                        path: {dir}/s.sock
+                        mode: "0600"
+                    servers:
+                      domain:
+                        keys: [{dir}/spec.key]
+                    """,
+                files: ["spec.key": TestKeys.specSynapseFile])
+            defer { daemon.stop() }
+            let client = daemon.client()
+            let info = try client.hello()
+            #expect(Set(info.operations) == Set(Opcode.allCases).subtracting([.signRaw, .signJSON]))
+            #expect(info.servers == ["domain"])
+            #expect(try client.ping([7]) == [7])
+            #expect(try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI).header == SpecVectors.mediaHeader)
+            Self.expectDenied("sign_json without a grant") { _ = try client.signJSON(server: "domain", json: Array("{}".utf8)) }
+            Self.expectDenied("sign_raw without a grant") { _ = try client.signRaw(server: "domain", message: [1]) }
+            #expect(daemon.waitForLog("refused sign_raw"))
+            let lines = Self.refusalLines(daemon.log, uid: getuid(), pid: getpid())
+            #expect(lines.count == 2, "\(daemon.log)")
+            #expect(lines.contains { $0.contains("refused sign_json") })
+            #expect(try statsObject(client).int("denied") == 2)
+        }
+
+        @Test("a connection that floods refusals: 8 are logged, then one line says the rest are not; STATS counts all")
+        func refusalLoggingIsCapped() throws {
+            let daemon = try DaemonFixture.quickStart()
+            defer { daemon.stop() }
+            let client = daemon.client()
+            for _ in 0..<12 {
+                Self.expectDenied("sign_raw without a grant") { _ = try client.signRaw(server: "domain", message: [1]) }
+            }
+            #expect(daemon.waitForLog("further refusals for uid \(getuid())"), "\(daemon.log)")
+            #expect(Self.refusalLines(daemon.log, uid: getuid(), pid: getpid()).count == 8)
+            #expect(try statsObject(client).int("denied") == 12)
+            // A new connection is logged afresh.
+            let second = daemon.client()
+            Self.expectDenied("sign_json without a grant") { _ = try second.signJSON(server: "domain", json: Array("{}".utf8)) }
+            #expect(eventually { Self.refusalLines(daemon.log, uid: getuid(), pid: getpid()).count == 9 })
+        }
+
+        @Test(
+            "with no rules another uid gets nothing but HELLO",
+            .enabled(if: AccessControl.canSwitchUsers, "needs root and setpriv to connect as another user"))
+        func defaultRulesRefuseOtherUsers() throws {
+            let directory = TemporaryDirectory()
+            Privileges.openDirectory(directory)
+            let daemon = try DaemonFixture(
+                config: """
+                    listen:
+                      - name: main
+                        path: {dir}/s.sock
+                        mode: "0666"
+                    servers:
+                      domain:
+                        keys: [{dir}/spec.key]
+                    """,
+                files: ["spec.key": TestKeys.specSynapseFile], directory: directory)
+            defer { daemon.stop() }
+            let (ping, pid) = try runReportingPID(Privileges.setpriv, Array(Privileges.asNobody.dropFirst()) + [Binaries.path("sigil"), "ping", "--socket", daemon.socketPath])
+            #expect(ping.status != 0)
+            #expect(ping.stderr.contains("DENIED"), "\(ping.output)")
+            #expect(daemon.waitForLog("refused ping for uid 65534"))
+            #expect(Self.refusalLines(daemon.log, uid: Privileges.nobody, pid: pid).count == 1, "\(daemon.log)")
+            // We (the daemon's uid) are still served.
+            #expect(try daemon.client().ping([1]) == [1])
+        }
+
+        @Test("sign_request limited by servers, methods and uri prefixes; dot segments never match a prefix")
+        func signRequestLimits() throws {
+            let daemon = try DaemonFixture(
+                config: """
+                    listen:
+                      - name: main
+                        path: {dir}/s.sock
+                        mode: "0600"
+                    servers:
+                      domain:
+                        keys: [{dir}/spec.key]
+                      other.example:
+                        keys: [{dir}/mmr.key]
+                    access:
+                      - uid: \(getuid())
+                        operations: [ping, sign_request, stats]
+                        servers: [domain]
+                        methods: [GET]
+                        uri_prefixes: [/_matrix/federation/v1/media/]
+                    """,
+                files: ["spec.key": TestKeys.specSynapseFile, "mmr.key": TestKeys.mmrFile])
+            defer { daemon.stop() }
+            let info = try daemon.client().hello()
+            #expect(Set(info.operations) == [.hello, .ping, .signRequest, .stats])
+            #expect(info.servers == ["domain"])
+
+            let prefix = "/_matrix/federation/v1/media/"
+            let allowed = [
+                SpecVectors.mediaURI, prefix + "thumbnail/abc?width=32&height=32", prefix + "download/a..b", prefix + "download/...",
+                prefix + "download/abc?next=/../../send",
+            ]
+            for uri in allowed {
+                // A fresh connection each time, so the log's per-connection refusal cap never applies.
+                let signed = try daemon.client().signRequest(origin: "domain", destination: "example.org", uri: uri)
+                #expect(SpecVectors.isSpecSignature(signed, uri: uri), "\(uri)")
+            }
+            var refusals = 0
+            func refuse(_ what: String, origin: String = "domain", method: String = "GET", uri: String, sourceLocation: SourceLocation = #_sourceLocation) {
+                let client = daemon.client()
+                defer { client.close() }
+                Self.expectDenied(what, sourceLocation: sourceLocation) {
+                    _ = try client.signRequest(origin: origin, destination: "example.org", method: method, uri: uri)
+                }
+                refusals += 1
+            }
+            refuse("a server not granted", origin: "other.example", uri: SpecVectors.mediaURI)
+            refuse("POST", method: "POST", uri: SpecVectors.mediaURI)
+            refuse("lower-case get", method: "get", uri: SpecVectors.mediaURI)
+            refuse("a uri outside the prefix", uri: "/_matrix/federation/v1/send/1")
+            refuse("the prefix without its slash", uri: "/_matrix/federation/v1/media")
+            refuse("a /../ segment", uri: prefix + "../send/1")
+            refuse("a %2e%2e segment", uri: prefix + "%2e%2e/send/1")
+            refuse("a %2E%2E segment", uri: prefix + "%2E%2E/%2E%2E/v2/send")
+            refuse("a .%2e segment", uri: prefix + "download/.%2e/../../key/v2/server")
+            refuse("a /./ segment", uri: prefix + "./download/abc")
+            refuse("a trailing .. segment", uri: prefix + "download/..")
+            refuse("a .. segment before the query", uri: prefix + "download/..?x=1")
+            // An unknown origin outside the rule is refused, not reported as unknown.
+            refuse("an unknown origin", origin: "nowhere.example", uri: SpecVectors.mediaURI)
+            // Operations the rule does not name.
+            let client = daemon.client()
+            Self.expectDenied("list_keys") { _ = try client.listKeys() }
+            Self.expectDenied("key_document") { _ = try client.keyDocument(server: "domain") }
+            Self.expectDenied("sign_json") { _ = try client.signJSON(server: "domain", json: Array("{}".utf8)) }
+            refusals += 3
+
+            #expect(eventually { Self.refusalLines(daemon.log, uid: getuid(), pid: getpid()).count == refusals }, "\(daemon.log)")
+            let lines = Self.refusalLines(daemon.log, uid: getuid(), pid: getpid())
+            #expect(lines.count == refusals)
+            #expect(lines.contains { $0.contains("server other.example is not granted") })
+            #expect(lines.contains { $0.contains("method or uri outside the granted prefixes") })
+            #expect(lines.contains { $0.contains("refused list_keys") })
+            #expect(try statsObject(client).int("denied") == refusals)
+        }
+
+        @Test(
+            "another uid through the sigil CLI: sign_request within its prefix only, nothing else",
+            .enabled(if: AccessControl.canSwitchUsers, "needs root and setpriv to run the CLI as another user"))
+        func anotherUserThroughTheCLI() throws {
+            let directory = TemporaryDirectory()
+            Privileges.openDirectory(directory)
+            let daemon = try DaemonFixture(
+                config: """
+                    listen:
+                      - name: main
+                        path: {dir}/s.sock
+                        mode: "0666"
+                        access:
+                          - uid: \(Privileges.nobody)
+                            operations: [sign_request]
+                            uri_prefixes: [/_matrix/federation/v1/media/]
+                          - uid: \(getuid())
+                            operations: [hello, ping, sign_json, stats]
+                    servers:
+                      domain:
+                        keys: [{dir}/spec.key]
+                    """,
+                files: ["spec.key": TestKeys.specSynapseFile], directory: directory)
+            defer { daemon.stop() }
+            let sigil = Binaries.path("sigil")
+            func asNobody(_ arguments: [String], input: String? = nil) throws -> (result: ProcessResult, pid: Int32) {
+                try runReportingPID(Privileges.setpriv, Array(Privileges.asNobody.dropFirst()) + [sigil] + arguments + ["--socket", daemon.socketPath], input: input)
+            }
+
+            let (inside, _) = try asNobody(["sign-request", "--origin", "domain", "--destination", "example.org", "--uri", SpecVectors.mediaURI])
+            #expect(inside.status == 0, "\(inside.output)")
+            #expect(inside.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == SpecVectors.mediaHeader)
+
+            let (outside, outsidePID) = try asNobody(["sign-request", "--origin", "domain", "--destination", "example.org", "--uri", "/_matrix/federation/v1/send/1"])
+            #expect(outside.status != 0)
+            #expect(outside.stderr.contains("DENIED"), "\(outside.output)")
+            #expect(outside.stdout.isEmpty)
+
+            let (dotted, dottedPID) = try asNobody(["sign-request", "--origin", "domain", "--destination", "example.org", "--uri", "/_matrix/federation/v1/media/%2e%2e/send/1"])
+            #expect(dotted.status != 0)
+            #expect(dotted.stderr.contains("DENIED"), "\(dotted.output)")
+
+            let (json, jsonPID) = try asNobody(["sign-json", "--server", "domain"], input: SpecVectors.jsonObject)
+            #expect(json.status != 0)
+            #expect(json.stderr.contains("DENIED"), "\(json.output)")
+            #expect(json.stdout.isEmpty)
+
+            let (ping, pingPID) = try asNobody(["ping"])
+            #expect(ping.status != 0, "ping is not granted to uid 65534")
+            #expect(ping.stderr.contains("DENIED"), "\(ping.output)")
+
+            // The same commands as the daemon's uid, which the second rule grants.
+            let rootJSON = try run(sigil, ["sign-json", "--server", "domain", "--socket", daemon.socketPath], input: SpecVectors.jsonObject)
+            #expect(rootJSON.status == 0, "\(rootJSON.output)")
+            #expect(rootJSON.stdout.contains(SpecVectors.jsonSignature))
+            let rootPing = try run(sigil, ["ping", "--socket", daemon.socketPath, "--count", "1"])
+            #expect(rootPing.status == 0, "\(rootPing.output)")
+            #expect(rootPing.stdout.contains("allowed operations: hello, ping, sign_json, stats"), "\(rootPing.output)")
+            let rootSign = try run(sigil, ["sign-request", "--socket", daemon.socketPath, "--origin", "domain", "--destination", "example.org", "--uri", SpecVectors.mediaURI])
+            #expect(rootSign.status != 0, "sign_request is not granted to the daemon's uid here")
+
+            // Each of uid 65534's refusals is in the log with its pid.
+            for pid in [outsidePID, dottedPID, jsonPID, pingPID] {
+                #expect(eventually { Self.refusalLines(daemon.log, uid: Privileges.nobody, pid: pid).count == 1 }, "pid \(pid):\n\(daemon.log)")
+            }
+            #expect(Self.refusalLines(daemon.log, uid: Privileges.nobody).count == 4)
+            #expect(Self.refusalLines(daemon.log, uid: getuid()).count == 1)
+        }
+    }
+}
