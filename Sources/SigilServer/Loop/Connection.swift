@@ -199,9 +199,9 @@ final class Connection {
     }
 
     /// An offloaded batch has finished: its reply joins the output.
-    func deliverOffloaded(_ bytes: [UInt8], refusalsLogged: Int) {
+    func deliverOffloaded(_ bytes: [UInt8], caller batchCaller: Caller) {
         offloaded -= 1
-        caller.refusalsLogged = max(caller.refusalsLogged, refusalsLogged)
+        caller.merge(refusalsFrom: batchCaller)
         guard !closing else { return }
         output.bytes.append(contentsOf: bytes)
         flush()
@@ -307,9 +307,15 @@ final class Connection {
         if closeWhenFlushed && offloaded == 0 && queuedBytes == 0 && output.bytes.isEmpty && !pausedForBacklog { close() }
     }
 
+    /// Logs refusals that were only counted (see `Caller.unloggedRefusals`).
+    func logRefusalSummary() {
+        if let summary = caller.takeRefusalSummary() { worker.logger.warning("\(summary)") }
+    }
+
     func close() {
         guard !closing else { return }
         closing = true
+        logRefusalSummary()
         stopReading()
         uv_close(asHandle(pipe)) { handle in
             guard let connection = Connection.from(handle) else { return }

@@ -26,6 +26,7 @@ final class WorkerLoop {
     private var idleRunning = false
     private var drainDeadline: UInt64?
     private var stopped = false
+    private var lastRefusalSummary: UInt64 = 0
     private let onStopped: @Sendable () -> Void
 
     static let readBufferSize = 65536
@@ -188,6 +189,10 @@ final class WorkerLoop {
         let limits = context.state.configuration.limits
         let draining = drainDeadline != nil
         let pastDeadline = drainDeadline.map { Posix.monotonicNanoseconds() >= $0 } ?? false
+        if now - lastRefusalSummary >= 10_000 {
+            lastRefusalSummary = now
+            for connection in connections.values { connection.logRefusalSummary() }
+        }
         for connection in connections.values where !connection.closing {
             if let since = connection.partialSince, now - since > UInt64(limits.frameTimeout) {
                 logger.notice("closing connection of \(connection.caller.identity): a frame took over \(limits.frameTimeout) ms to arrive")
@@ -265,6 +270,6 @@ final class OffloadedBatch: @unchecked Sendable {
 
     func finish() {
         counters.update { $0.inFlight -= 1 }
-        connection.deliverOffloaded(reply.bytes, refusalsLogged: caller.refusalsLogged)
+        connection.deliverOffloaded(reply.bytes, caller: caller)
     }
 }

@@ -13,8 +13,29 @@ struct Caller: Sendable {
     private var operationMask: UInt64 = 0
     /// The matching rules that grant SIGN_REQUEST: the hot path scans only these.
     private var signRequestRules: [AccessRule] = []
-    /// Refusals logged so far on this connection (logging stops after a few to resist floods).
+    /// Refusals logged one per line on this connection. After a few, a flood of refusals is
+    /// logged as periodic summaries instead (`unloggedRefusals`), so every refusal is still
+    /// accounted for in the log without letting one client fill the journal.
     var refusalsLogged = 0
+    /// Refusals since the last summary line, by operation name.
+    var unloggedRefusals: [String: Int] = [:]
+
+    static let refusalsLoggedIndividually = 8
+
+    /// The summary line for refusals not yet logged, and resets them; nil when there are none.
+    mutating func takeRefusalSummary() -> String? {
+        guard !unloggedRefusals.isEmpty else { return nil }
+        let total = unloggedRefusals.values.reduce(0, +)
+        let detail = unloggedRefusals.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+        unloggedRefusals = [:]
+        return "refused \(total) more request(s) for \(identity): \(detail)"
+    }
+
+    /// Folds in what a copy of this caller (an offloaded batch) recorded.
+    mutating func merge(refusalsFrom other: Caller) {
+        refusalsLogged = max(refusalsLogged, other.refusalsLogged)
+        for (op, count) in other.unloggedRefusals { unloggedRefusals[op, default: 0] += count }
+    }
 
     init(credentials: PeerCredentials, listener: String) {
         self.credentials = credentials

@@ -116,12 +116,15 @@ struct Dispatcher {
 
     private func refuse(_ op: Opcode, _ why: String, caller: inout Caller) {
         counters.update { $0.denied += 1 }
-        if caller.refusalsLogged < 8 {
+        if caller.refusalsLogged < Caller.refusalsLoggedIndividually {
+            caller.refusalsLogged += 1
             logger.warning("refused \(op) for \(caller.identity): \(why)")
-        } else if caller.refusalsLogged == 8 {
-            logger.warning("further refusals for \(caller.identity) on this connection are not logged")
+            if caller.refusalsLogged == Caller.refusalsLoggedIndividually {
+                logger.warning("further refusals for \(caller.identity) on this connection are summarised every 10 s")
+            }
+        } else {
+            caller.unloggedRefusals[op.name, default: 0] += 1
         }
-        caller.refusalsLogged += 1
     }
 
     private func server(_ name: String, _ op: Opcode, caller: inout Caller, state: ServingState) throws(WireFailure) -> ServerKeys {
