@@ -129,9 +129,12 @@ final class ConnectionDriver: @unchecked Sendable {
         }
         defer { Posix.close(fd) }
         let depth = shape.depth
-        let ringSize = 1 << (Int.bitWidth - (depth * 2 - 1).leadingZeroBitCount)
+        // Send times by request ID. Answers may overtake each other (large batches run on the
+        // daemon's thread pool), so the ring is far deeper than the window, and each slot
+        // remembers its ID so a mismatch can never pass for a latency.
+        let ringSize = 1 << (Int.bitWidth - (max(4096, depth * 8) - 1).leadingZeroBitCount)
         let mask = UInt32(ringSize - 1)
-        var sentAt = [UInt64](repeating: 0, count: ringSize)
+        var sentAt = [(id: UInt32, time: UInt64)](repeating: (0, 0), count: ringSize)
         var nextID: UInt32 = UInt32(index) << 20
         var sequence = index
         var outgoing: [UInt8] = []
@@ -141,7 +144,7 @@ final class ConnectionDriver: @unchecked Sendable {
             let op = shape.mix.operation(at: sequence)
             sequence += 1
             nextID &+= 1
-            sentAt[Int(nextID & mask)] = ConnectionDriver.now()
+            sentAt[Int(nextID & mask)] = (nextID, ConnectionDriver.now())
             ConnectionDriver.append(shape.workload.templates[op]!, id: nextID, to: &outgoing)
             inFlight += 1
         }
@@ -183,8 +186,13 @@ final class ConnectionDriver: @unchecked Sendable {
             decoder.append(buffer[..<count])
             let stopping = phase.load(ordering: .relaxed) == Phase.stop.rawValue
             while case .frame(let header, let range)? = try? decoder.next() {
-                let latency = received - sentAt[Int(header.requestID & mask)]
-                decoder.buffer.withUnsafeBytes { account(header, body: UnsafeRawBufferPointer(rebasing: $0[range]), latency: latency) }
+                let sent = sentAt[Int(header.requestID & mask)]
+                guard sent.id == header.requestID, sent.time <= received else {
+                    tally.failure = "an answer with request ID \(header.requestID) matches no request in flight"
+                    phase.store(Phase.stop.rawValue, ordering: .relaxed)
+                    return
+                }
+                decoder.buffer.withUnsafeBytes { account(header, body: UnsafeRawBufferPointer(rebasing: $0[range]), latency: received - sent.time) }
                 inFlight -= 1
                 if !stopping { queue() }
             }

@@ -102,7 +102,7 @@ struct Workload {
                 request = .verify(VerifyParams(key: .publicKey(key.publicKey), message: message, signature: signature.bytes))
                 signed[.verify] = message
             case .verifyRequest:
-                var signer = XMatrixSigner()
+                let signer = XMatrixSigner()
                 let header = try! signer.sign(origin: "remote.example", destination: server, method: method, uri: uri, content: content, key: key)
                 request = .verifyRequest(
                     VerifyRequestParams(

@@ -127,7 +127,7 @@ struct XMatrix: ParsableCommand {
             let body = try content.map { path in
                 do { return try Posix.readSmallFile(path, limit: 16 << 20) } catch { throw ToolError("cannot read \(path): \(error)") }
             }
-            var signer = XMatrixSigner()
+            let signer = XMatrixSigner()
             let signed = try signer.sign(origin: origin, destination: destination, method: method, uri: uri, content: body, key: signingKey)
             print(signed.header)
         }

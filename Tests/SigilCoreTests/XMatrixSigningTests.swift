@@ -45,7 +45,7 @@ struct XMatrixSigningTests {
     @Test("the derived vectors reproduce exactly, header in MMR's format", arguments: XMatrixVector.all)
     func vectors(vector: XMatrixVector) throws {
         let key = try TestKeys.spec()
-        var signer = XMatrixSigner()
+        let signer = XMatrixSigner()
         let signed = try signer.sign(
             origin: "domain", destination: vector.destination, method: vector.method, uri: vector.uri,
             content: vector.content.map { Array($0.utf8) }, key: key)
@@ -56,7 +56,7 @@ struct XMatrixSigningTests {
 
     @Test("MMR's exact header bytes for the first vector")
     func exactHeader() throws {
-        var signer = XMatrixSigner()
+        let signer = XMatrixSigner()
         let signed = try signer.sign(
             origin: "domain", destination: "example.org", method: "GET", uri: "/_matrix/federation/v1/media/download/abc123", key: try TestKeys.spec())
         #expect(
@@ -67,7 +67,7 @@ struct XMatrixSigningTests {
     @Test("content is omitted when nil (never null or {}), and canonicalised when given")
     func content() throws {
         let key = try TestKeys.spec()
-        var signer = XMatrixSigner()
+        let signer = XMatrixSigner()
         func sig(_ content: String?) throws -> String {
             try signer.sign(origin: "domain", destination: "example.org", method: "PUT", uri: "/_matrix/federation/v1/send/1",
                 content: content.map { Array($0.utf8) }, key: key).signature.base64
@@ -85,7 +85,7 @@ struct XMatrixSigningTests {
     @Test("the signer signs exactly the canonical request object, for tricky but valid fields")
     func matchesCanonicalObject() throws {
         let key = try TestKeys.random()
-        var signer = XMatrixSigner()
+        let signer = XMatrixSigner()
         let cases: [(String, String, String, String, String?)] = [
             ("a.example", "b.example:1", "GET", "/", nil),
             ("[::1]", "[2001:db8::1]:8448", "OPTIONS", #"/a"b\c?d=<e>&f='g'"#, nil),
@@ -111,7 +111,7 @@ struct XMatrixSigningTests {
     @Test("the uri is signed byte-exact: no normalising, re-escaping or query reordering")
     func uriExact() throws {
         let key = try TestKeys.spec()
-        var signer = XMatrixSigner()
+        let signer = XMatrixSigner()
         var seen: Set<String> = []
         for uri in ["/a/b", "/a%2Fb", "/a%2fb", "/a/b?", "/a/b?x=1&y=2", "/a/b?y=2&x=1", "/a//b", "/a/./b"] {
             let signed = try signer.sign(origin: "domain", destination: "example.org", method: "GET", uri: uri, key: key)
@@ -146,14 +146,14 @@ struct XMatrixSigningTests {
         ])
     func invalidFields(name: String, origin: String, destination: String, method: String, uri: String, error: XMatrixRequestError) throws {
         let key = try TestKeys.spec()
-        var signer = XMatrixSigner()
+        let signer = XMatrixSigner()
         #expect(throws: error) { try signer.sign(origin: origin, destination: destination, method: method, uri: uri, key: key) }
     }
 
     @Test("content that is not valid canonical JSON is refused with the JSON error")
     func invalidContent() throws {
         let key = try TestKeys.spec()
-        var signer = XMatrixSigner()
+        let signer = XMatrixSigner()
         let cases: [(String, JSONError)] = [
             (#"{"a":1.5}"#, JSONError(.notAnInteger, at: 5)),
             (#"{"a":1,"a":2}"#, JSONError(.duplicateKey("a"), at: 7)),
@@ -174,7 +174,7 @@ struct XMatrixSigningTests {
     @Test("the raw entry point writes the signature and appends the header; a reused signer gives the same results")
     func rawEntryPoint() throws {
         let key = try TestKeys.spec()
-        var signer = XMatrixSigner()
+        let signer = XMatrixSigner()
         var header = Array("Authorization: ".utf8)
         var signature = [UInt8](repeating: 0, count: 64)
         for vector in XMatrixVector.all + XMatrixVector.all {

@@ -111,7 +111,7 @@ struct XMatrixVerificationTests {
     @Test("two keys of one origin: the verifier asks for each header's key")
     func lookupPerHeader() throws {
         let keys = try TestKeys.keys([("a", [UInt8](repeating: 1, count: 32)), ("b", [UInt8](repeating: 2, count: 32))])
-        var signer = XMatrixSigner()
+        let signer = XMatrixSigner()
         let headers = try keys.map {
             try signer.sign(origin: "origin.example", destination: "dest.example", method: "GET", uri: "/x", key: $0).header
         }
@@ -158,7 +158,7 @@ struct XMatrixVerificationTests {
     func roundTrip() throws {
         let key = try TestKeys.random(version: "rt")
         let lookup: (String, KeyID) -> PublicKey? = { origin, id in origin == "a.example:8448" && id == key.id ? key.publicKey : nil }
-        var signer = XMatrixSigner()
+        let signer = XMatrixSigner()
         for (method, uri, content) in [("GET", "/x?y=1", nil), ("PUT", "/send/1", #"{"pdus":[{"a":1}]}"#), ("POST", "/", "[]")] as [(String, String, String?)] {
             let body = content.map { Array($0.utf8) }
             let signed = try signer.sign(origin: "a.example:8448", destination: "[::1]", method: method, uri: uri, content: body, key: key)

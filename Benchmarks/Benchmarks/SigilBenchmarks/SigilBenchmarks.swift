@@ -74,7 +74,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     Benchmark("X-Matrix build+sign+format (XMatrixSigner)") { benchmark in
-        var signer = XMatrixSigner()
+        let signer = XMatrixSigner()
         var header: [UInt8] = []
         header.reserveCapacity(256)
         var signature = [UInt8](repeating: 0, count: 64)

@@ -24,7 +24,9 @@ public enum Base64 {
         }
     }
 
-    private static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+    /// A static string: encoding reads it through a plain pointer, with no lazy-global check.
+    private static let symbols: StaticString = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    private static let alphabet: [UInt8] = Array(UnsafeBufferPointer(start: symbols.utf8Start, count: 64))
 
     /// 0xFF marks bytes outside the alphabet.
     private static let reverse: [UInt8] = {
@@ -44,7 +46,8 @@ public enum Base64 {
     public static func encode(_ input: UnsafeRawBufferPointer, padded: Bool, into out: UnsafeMutableRawBufferPointer) -> Int {
         let needed = encodedCount(input.count, padded: padded)
         precondition(out.count >= needed, "base64 output buffer too small")
-        alphabet.withUnsafeBufferPointer { table in
+        do {
+            let table = symbols.utf8Start
             var i = 0
             var o = 0
             let n = input.count

@@ -22,7 +22,7 @@ public enum KeyFileWriter {
             for (index, (key, piece)) in zip(keys, pieces).enumerated() {
                 if format == .synapse && index > 0 { put([0x0A]) }
                 put(piece.prefix)
-                key.withSeed { seed in
+                _ = key.withSeed { seed in
                     Base64.encode(seed, padded: piece.padded, into: UnsafeMutableRawBufferPointer(rebasing: out[offset..<(offset + piece.seedLength)]))
                 }
                 offset += piece.seedLength

@@ -33,7 +33,8 @@ public struct SignedRequest: Sendable, Equatable {
 /// byte-exact as sent. One signer per thread: it owns a scratch buffer, sized once, in which the
 /// object and the header are laid out with plain copies, so signing allocates nothing.
 public final class XMatrixSigner {
-    private var scratch: UnsafeMutableRawBufferPointer
+    // Touched only by the owning thread; skip the dynamic exclusivity check on the hot path.
+    @exclusivity(unchecked) private var scratch: UnsafeMutableRawBufferPointer
 
     public init() {
         scratch = .allocate(byteCount: 1024, alignment: 16)

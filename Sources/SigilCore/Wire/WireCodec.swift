@@ -95,6 +95,14 @@ public struct FrameDecoder: Sendable {
     /// Whether a frame has started but not finished arriving.
     public var hasPartialFrame: Bool { bufferedCount > 0 }
 
+    /// Whether at least one whole frame (or a frame whose length is already an error) is waiting.
+    public var hasCompleteFrame: Bool {
+        let available = buffer.count - consumed
+        guard available >= 4 else { return false }
+        let length = buffer.withUnsafeBytes { UInt32(bigEndianBytes: $0, at: consumed) }
+        return length < 8 || length > maxLength || available >= 4 + Int(length)
+    }
+
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
         compactIfWorthIt()
         buffer.append(contentsOf: bytes)

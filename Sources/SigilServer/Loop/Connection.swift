@@ -12,9 +12,10 @@ import SigilPosix
 final class Connection {
     unowned let worker: WorkerLoop
     let pipe: UnsafeMutablePointer<uv_pipe_t>
-    var caller: Caller
-    var decoder: FrameDecoder
-    var output = WireWriter(capacity: 0)
+    // Loop-thread-only state used on every frame: the dynamic exclusivity checks are skipped.
+    @exclusivity(unchecked) var caller: Caller
+    @exclusivity(unchecked) var decoder: FrameDecoder
+    @exclusivity(unchecked) var output = WireWriter(capacity: 0)
     /// Bytes handed to uv_write and not yet completed.
     private var queuedBytes = 0
     /// Batches running on the thread pool.
@@ -165,8 +166,9 @@ final class Connection {
         } else {
             partialSince = nil
         }
-        if handled == limits.framesPerTurn && !closeWhenFlushed {
-            // There may be more: finish them on a later turn, after everyone else has had one.
+        if handled == limits.framesPerTurn && !closeWhenFlushed && decoder.hasCompleteFrame {
+            // More whole frames are waiting: finish them on a later turn, after everyone else
+            // has had one. (Only then: pausing costs two epoll_ctl calls.)
             pausedForBacklog = true
             stopReading()
             worker.scheduleBacklog(self)

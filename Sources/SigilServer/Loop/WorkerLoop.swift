@@ -14,7 +14,7 @@ final class WorkerLoop {
     let counters: LoopCounters
     let logger: Logger
     let mailbox: WorkerMailbox
-    var dispatcher: Dispatcher
+    @exclusivity(unchecked) var dispatcher: Dispatcher
     /// The read buffer all this loop's connections share (reads are never concurrent).
     let readBuffer: uv_buf_t
     private let async: UnsafeMutablePointer<uv_async_t>

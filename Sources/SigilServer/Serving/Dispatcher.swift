@@ -10,7 +10,7 @@ struct Dispatcher {
     let stats: StatsRegistry
     let counters: LoopCounters
     let daemonVersion: String
-    private var signer = XMatrixSigner()
+    private let signer = XMatrixSigner()
     private var header: [UInt8] = []
 
     init(logger: Logger, stats: StatsRegistry, counters: LoopCounters, daemonVersion: String) {
