@@ -25,6 +25,17 @@ int CSigilLinux_peercred(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
     return 0;
 }
 
+int CSigilLinux_peergroups(int fd, gid_t *groups, int max) {
+    socklen_t len = (socklen_t)(max * (int)sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0) {
+        if (errno == ERANGE) {
+            return (int)(len / sizeof(gid_t));
+        }
+        return -1;
+    }
+    return (int)(len / sizeof(gid_t));
+}
+
 int CSigilLinux_set_nondumpable(void) {
     return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }

@@ -65,13 +65,20 @@ public struct FileStatus: Sendable {
 public struct PeerCredentials: Sendable, Equatable {
     public let pid: Int32
     public let uid: UInt32
+    /// The effective (primary) group.
     public let gid: UInt32
+    /// Supplementary groups at connect time (empty where the kernel cannot say).
+    public let groups: [UInt32]
 
-    public init(pid: Int32, uid: UInt32, gid: UInt32) {
+    public init(pid: Int32, uid: UInt32, gid: UInt32, groups: [UInt32] = []) {
         self.pid = pid
         self.uid = uid
         self.gid = gid
+        self.groups = groups
     }
+
+    /// Whether the caller is in `group`, as its primary or a supplementary group.
+    public func isMember(of group: UInt32) -> Bool { gid == group || groups.contains(group) }
 }
 
 public enum Posix {
@@ -249,7 +256,19 @@ public enum Posix {
         var uid: uid_t = 0
         var gid: gid_t = 0
         _ = try retrying("getsockopt(SO_PEERCRED)") { CSigilLinux_peercred(fd, &pid, &uid, &gid) }
-        return PeerCredentials(pid: pid, uid: uid, gid: gid)
+        return PeerCredentials(pid: pid, uid: uid, gid: gid, groups: peerGroups(fd))
+    }
+
+    /// SO_PEERGROUPS; empty if the kernel does not support it.
+    private static func peerGroups(_ fd: Int32) -> [UInt32] {
+        var groups = [gid_t](repeating: 0, count: 32)
+        var count = groups.withUnsafeMutableBufferPointer { CSigilLinux_peergroups(fd, $0.baseAddress, Int32($0.count)) }
+        if count > groups.count {
+            groups = [gid_t](repeating: 0, count: Int(count))
+            count = groups.withUnsafeMutableBufferPointer { CSigilLinux_peergroups(fd, $0.baseAddress, Int32($0.count)) }
+        }
+        guard count > 0 else { return [] }
+        return Array(groups.prefix(Int(min(count, Int32(groups.count)))))
     }
 
     @inline(never)

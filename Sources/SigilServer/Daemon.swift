@@ -50,6 +50,8 @@ public final class Daemon {
     private var lastStatusRequests: UInt64 = 0
     private var lastStatusAt: UInt64 = 0
     private var exitCode: Int32 = 0
+    /// Set while the latest SIGHUP failed: systemd's status line says so until a reload works.
+    private var reloadFailure: String?
     private var roundRobin: Int { defer { nextWorker += 1 }; return nextWorker % workers.count }
 
     public init(options: Options, logger: Logger) {
@@ -305,10 +307,12 @@ public final class Daemon {
             for warning in next.warnings { logger.warning("\(warning)") }
             context.replace(next)
             context.stats.recordReload(error: nil)
+            reloadFailure = nil
             let ids = next.keyring.servers.map { "\($0.serverName): \($0.activeKeys.map(\.id.description).joined(separator: ", "))" }
             logger.info("reloaded: \(ids.joined(separator: "; "))")
         } catch {
             context.stats.recordReload(error: "\(error)")
+            reloadFailure = "\(error)"
             logger.error("reload failed; still serving the previous keys and rules: \(error)")
         }
         notifier.ready(status: statusLine())
@@ -366,7 +370,10 @@ public final class Daemon {
         let rate = seconds > 0 ? Double(totals.allRequests - lastStatusRequests) / seconds : 0
         lastStatusAt = now
         lastStatusRequests = totals.allRequests
-        return "\(state.keyring.keyCount) key(s) for \(state.keyring.serverNames.joined(separator: ", ")); \(totals.connectionsOpen) connection(s); \(String(format2: rate)) requests/s"
+        let summary = "\(state.keyring.keyCount) key(s) for \(state.keyring.serverNames.joined(separator: ", ")); \(totals.connectionsOpen) connection(s); \(String(format2: rate)) requests/s"
+        guard let reloadFailure else { return summary }
+        // One line: systemd shows STATUS= in `systemctl status`; keep it short.
+        return "RELOAD FAILED, serving the previous keys (\(reloadFailure.prefix(120))); " + summary
     }
 }
 

@@ -1,6 +1,6 @@
 public import ArgumentParser
 public import SigilCore
-public import SigilPosix
+import SigilPosix
 
 extension KeyFileFormat: ExpressibleByArgument {
     public init?(argument: String) {

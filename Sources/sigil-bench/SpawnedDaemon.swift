@@ -18,7 +18,7 @@ final class SpawnedDaemon {
     init(daemonPath: String, servers: Int = 1, keysPerServer: Int = 1, workers: Int = 0, notifySocket: String? = nil, extraLimits: String = "") throws {
         var template = Array("/tmp/sigil-bench-XXXXXX".utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else { throw BenchError("mkdtemp failed") }
-        directory = String(cString: template)
+        directory = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         socketPath = directory + "/s.sock"
         logPath = directory + "/sigild.log"
         var serverLines: [String] = []
@@ -92,7 +92,7 @@ final class SpawnedDaemon {
 func siblingDaemonPath() -> String {
     let me = CommandLine.arguments[0]
     var resolved = [CChar](repeating: 0, count: Int(PATH_MAX))
-    let path = realpath(me, &resolved) != nil ? String(cString: resolved) : me
+    let path = realpath(me, &resolved) != nil ? String(decoding: resolved.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : me
     let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
     return directory + "/sigild"
 }

@@ -105,6 +105,39 @@ extension DaemonEndToEnd {
             #expect(try daemon.client().ping([1]) == [1])
         }
 
+        @Test(
+            "a gid rule matches supplementary groups (SO_PEERGROUPS), not only the primary group",
+            .enabled(if: AccessControl.canSwitchUsers, "needs root and setpriv to connect as another user"))
+        func supplementaryGroups() throws {
+            let directory = TemporaryDirectory()
+            Privileges.openDirectory(directory)
+            let group: UInt32 = 4242
+            let daemon = try DaemonFixture(
+                config: """
+                    listen:
+                      - name: main
+                        path: {dir}/s.sock
+                        mode: "0666"
+                    servers:
+                      domain:
+                        keys: [{dir}/spec.key]
+                    access:
+                      - uid: \(getuid())
+                      - gid: \(group)
+                        operations: [ping]
+                    """,
+                files: ["spec.key": TestKeys.specSynapseFile], directory: directory)
+            defer { daemon.stop() }
+            let sigil = [Binaries.path("sigil"), "ping", "--socket", daemon.socketPath]
+            // Primary group nobody, supplementary group 4242: allowed.
+            let member = try run(Privileges.setpriv, ["--reuid=65534", "--regid=65534", "--groups=\(group)"] + sigil)
+            #expect(member.status == 0, "\(member.output)")
+            // The same user without the group: refused.
+            let outsider = try run(Privileges.setpriv, Array(Privileges.asNobody.dropFirst()) + sigil)
+            #expect(outsider.status != 0)
+            #expect(outsider.stderr.contains("DENIED"), "\(outsider.output)")
+        }
+
         @Test("sign_request limited by servers, methods and uri prefixes; dot segments never match a prefix")
         func signRequestLimits() throws {
             let daemon = try DaemonFixture(

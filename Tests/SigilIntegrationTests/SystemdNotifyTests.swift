@@ -21,6 +21,30 @@ struct SystemdNotifyTests {
         workers: 2
         """
 
+    @Test("a failed reload shows in STATUS= until a reload works again")
+    func failedReloadStatus() throws {
+        let directory = TemporaryDirectory()
+        let receiver = try NotifyReceiver(address: directory.file("notify"))
+        defer { receiver.close() }
+        let daemon = try DaemonFixture(
+            config: Self.config, files: ["spec.key": TestKeys.specSynapseFile],
+            environment: ["NOTIFY_SOCKET": receiver.address], directory: directory)
+        defer { daemon.stop() }
+        #expect(receiver.wait { $0.contains { $0.hasPrefix("READY=1") } }, "\(receiver.messages)")
+        directory.write("spec.key", "ed25519 1 tooShort\n")
+        daemon.signal(SIGHUP)
+        #expect(
+            receiver.wait { $0.filter { $0.hasPrefix("READY=1") }.count >= 2 }, "\(receiver.messages)\n\(daemon.log)")
+        let failed = try #require(receiver.messages.last { $0.hasPrefix("READY=1") }).notifyFields["STATUS"] ?? ""
+        #expect(failed.hasPrefix("RELOAD FAILED, serving the previous keys ("), "\(failed)")
+        #expect(failed.contains("spec.key:1"), "\(failed)")
+        directory.write("spec.key", TestKeys.specSynapseFile)
+        daemon.signal(SIGHUP)
+        #expect(receiver.wait { $0.filter { $0.hasPrefix("READY=1") }.count >= 3 }, "\(receiver.messages)")
+        let recovered = try #require(receiver.messages.last { $0.hasPrefix("READY=1") }).notifyFields["STATUS"] ?? ""
+        #expect(recovered.hasPrefix("1 key(s) for domain"), "\(recovered)")
+    }
+
     @Test(
         "READY with STATUS, WATCHDOG while running, RELOADING then READY around SIGHUP, STOPPING on SIGTERM",
         .enabled(if: env != nil, "env is not installed"))

@@ -15,6 +15,10 @@
 /* Peer credentials of a connected AF_UNIX socket. */
 int CSigilLinux_peercred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 
+/* Supplementary groups of the peer of a connected AF_UNIX socket (SO_PEERGROUPS, Linux 4.13+).
+ * Returns the number of groups (which may exceed `max`: call again with a larger buffer), or -1. */
+int CSigilLinux_peergroups(int fd, gid_t *groups, int max);
+
 /* prctl(PR_SET_DUMPABLE, 0): no core dumps, no ptrace by same-uid processes. */
 int CSigilLinux_set_nondumpable(void);
 

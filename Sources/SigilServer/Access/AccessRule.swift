@@ -4,8 +4,9 @@ import SigilPosix
 /// The daemon's own uid (the default caller).
 public var currentUID: UInt32 { Posix.effectiveUID }
 
-/// Who may call, and what they may do. A caller matches a rule when its uid and gid (from
-/// SO_PEERCRED: the effective ids at connect time) match every id the rule names.
+/// Who may call, and what they may do. A caller matches a rule when its uid (SO_PEERCRED, at
+/// connect time) is the rule's `uid`, and the rule's `gid` is the caller's primary group or one of
+/// its supplementary groups (SO_PEERGROUPS), for whichever of the two the rule names.
 public struct AccessRule: Sendable, Equatable {
     public var uid: UInt32?
     public var gid: UInt32?
@@ -36,8 +37,8 @@ public struct AccessRule: Sendable, Equatable {
     /// HELLO is always answered, so that any caller can learn what it may do.
     public static let alwaysAllowed: Set<Opcode> = [.hello]
 
-    public func matches(uid: UInt32, gid: UInt32) -> Bool {
-        (self.uid == nil || self.uid == uid) && (self.gid == nil || self.gid == gid)
+    public func matches(_ caller: PeerCredentials) -> Bool {
+        (uid == nil || uid == caller.uid) && (gid.map(caller.isMember(of:)) ?? true)
     }
 
     public func allowsServer(_ name: String) -> Bool {

@@ -46,7 +46,7 @@ struct Caller: Sendable {
     mutating func refresh(_ state: ServingState) {
         guard state.generation != generation else { return }
         generation = state.generation
-        rules = state.rules(forListener: listener).filter { $0.matches(uid: credentials.uid, gid: credentials.gid) }
+        rules = state.rules(forListener: listener).filter { $0.matches(credentials) }
         operationMask = 0
         for op in AccessRule.alwaysAllowed { operationMask |= 1 << UInt64(op.rawValue & 63) }
         for rule in rules {
