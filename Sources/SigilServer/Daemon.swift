@@ -105,6 +105,7 @@ public final class Daemon {
             "ready in \(String(format2: elapsed)) ms: \(serving.keyring.keyCount) key(s) for \(serving.keyring.serverNames.joined(separator: ", ")); \(workerCount) event loop(s); listening on \(listeners.map { "\($0.name)=\($0.origin)" }.joined(separator: ", "))"
         )
         notifier.ready(status: statusLine())
+        Posix.releaseFileBackedPages()
         loop.run()
         for worker in workers { worker.thread.join() }
         loop = nil
@@ -316,6 +317,7 @@ public final class Daemon {
             logger.error("reload failed; still serving the previous keys and rules: \(error)")
         }
         notifier.ready(status: statusLine())
+        Posix.releaseFileBackedPages()
     }
 
     /// Stops accepting, lets every worker answer what it has, then stops.

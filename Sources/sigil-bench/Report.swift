@@ -1,3 +1,4 @@
+import Histogram
 import SigilCore
 
 /// The figures of one load run, and their ratios to the in-process baselines.
@@ -18,12 +19,19 @@ struct RunReport {
     var daemonLocked: Int?
     var baseline: BaselineFigures?
     var echoP50: Double?
+    /// Which interleaved round this was (0: a combined report).
+    var round = 0
+    /// For a combined report: the median of the rounds' ratios.
+    var medianCPURatio: Double?
+    var medianLatencyRatio: Double?
+    var histogram: Histogram<UInt64>?
 
     var throughput: Double { Double(completed) / seconds }
     var cpuPerRequest: Double? { daemonCPUNanoseconds.map { completed > 0 ? Double($0) / Double(completed) : 0 } }
     var daemonCores: Double? { daemonCPUNanoseconds.map { Double($0) / (seconds * 1e9) } }
     /// Daemon CPU per request over raw sign time: 1.00 means no overhead at all.
     var cpuRatio: Double? {
+        if let medianCPURatio { return medianCPURatio }
         guard let cpu = cpuPerRequest, let baseline else { return nil }
         return cpu / baseline.nanosecondsPerOperation
     }
@@ -31,6 +39,7 @@ struct RunReport {
     var perCoreRatio: Double? { cpuRatio.map { 1 / $0 } }
     /// For one request at a time: p50 over raw operation time plus a bare round trip.
     var latencyRatio: Double? {
+        if let medianLatencyRatio { return medianLatencyRatio }
         guard let baseline, let echoP50 else { return nil }
         return p50 * 1000 / (baseline.nanosecondsPerOperation + echoP50)
     }
@@ -44,7 +53,9 @@ struct RunReport {
         lines.append("  latency µs     p50 \(us(p50))  p90 \(us(p90))  p99 \(us(p99))  p99.9 \(us(p999))  max \(us(max))")
         if let cpu = cpuPerRequest, let cores = daemonCores {
             var line = "  daemon CPU     \(us(cpu / 1000)) µs/request on \(Self.format(cores, decimals: 2)) cores"
-            if let ratio = cpuRatio, let baseline { line += "; raw \(us(baseline.nanosecondsPerOperation / 1000)) µs → \(Self.format(ratio, decimals: 3))× raw" }
+            if let ratio = cpuRatio, let baseline {
+                line += "; raw \(us(baseline.nanosecondsPerOperation / 1000)) µs → \(Self.format(ratio, decimals: 3))× raw\(medianCPURatio != nil ? " (median of rounds)" : "")"
+            }
             lines.append(line)
             if let perCore = perCoreRatio, let baseline {
                 lines.append("  per core       \(Self.format(throughput / Swift.max(cores, 0.0001), decimals: 0)) req/s per daemon core; raw \(Self.format(1e9 / baseline.nanosecondsPerOperation, decimals: 0)) → \(Self.format(perCore, decimals: 3)) of raw")
@@ -59,6 +70,60 @@ struct RunReport {
         if let firstError { lines.append("  first error    \(firstError)") }
         if let failure { lines.append("  RUN CUT SHORT  \(failure); figures cover what completed") }
         return lines.joined(separator: "\n")
+    }
+
+    /// One line per interleaved round: its own baseline and ratios.
+    func roundLine() -> String {
+        var line = "  round \(round): \(Self.format(throughput, decimals: 0)) req/s, p50 \(Self.format(p50, decimals: 1)) µs"
+        if let baseline { line += "; raw \(Self.format(baseline.nanosecondsPerOperation / 1000, decimals: 2)) µs" }
+        if let cpu = cpuPerRequest { line += ", daemon \(Self.format(cpu / 1000, decimals: 2)) µs/request" }
+        if let ratio = cpuRatio { line += " → \(Self.format(ratio, decimals: 3))× raw CPU" }
+        if let ratio = latencyRatio, depth == 1 && connections == 1 && rate == nil { line += ", latency \(Self.format(ratio, decimals: 3))× (raw + round trip)" }
+        return line
+    }
+
+    /// Pools interleaved rounds: totals summed, histograms merged, baselines averaged, and
+    /// ratios taken as the median of the rounds' own ratios.
+    static func combine(_ rounds: [RunReport]) -> RunReport {
+        guard var combined = rounds.first, rounds.count > 1 else { return rounds.first! }
+        var histogram = rounds[0].histogram
+        for round in rounds.dropFirst() {
+            combined.seconds += round.seconds
+            combined.completed += round.completed
+            combined.errors += round.errors
+            combined.firstError = combined.firstError ?? round.firstError
+            combined.failure = combined.failure ?? round.failure
+            if let cpu = round.daemonCPUNanoseconds { combined.daemonCPUNanoseconds = (combined.daemonCPUNanoseconds ?? 0) + cpu }
+            combined.daemonRSS = Swift.max(combined.daemonRSS ?? 0, round.daemonRSS ?? 0)
+            if let other = round.histogram { histogram?.add(other) }
+        }
+        if let histogram {
+            func us(_ p: Double) -> Double { Double(histogram.valueAtPercentile(p)) / 1000 }
+            combined.p50 = us(50)
+            combined.p90 = us(90)
+            combined.p99 = us(99)
+            combined.p999 = us(99.9)
+            combined.max = Double(histogram.max) / 1000
+            combined.mean = histogram.mean / 1000
+            combined.histogram = histogram
+        }
+        let baselines = rounds.compactMap(\.baseline)
+        if !baselines.isEmpty {
+            combined.baseline = BaselineFigures(
+                nanosecondsPerOperation: baselines.map(\.nanosecondsPerOperation).reduce(0, +) / Double(baselines.count),
+                throughput: baselines.map(\.throughput).reduce(0, +) / Double(baselines.count), threads: baselines[0].threads)
+        }
+        let echoes = rounds.compactMap(\.echoP50)
+        if !echoes.isEmpty { combined.echoP50 = echoes.reduce(0, +) / Double(echoes.count) }
+        func median(_ values: [Double]) -> Double? {
+            guard !values.isEmpty else { return nil }
+            let sorted = values.sorted()
+            return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
+        combined.medianCPURatio = median(rounds.compactMap(\.cpuRatio))
+        combined.medianLatencyRatio = median(rounds.compactMap(\.latencyRatio))
+        combined.round = 0
+        return combined
     }
 
     func json() -> JSONValue {

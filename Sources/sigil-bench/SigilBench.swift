@@ -162,23 +162,50 @@ func measure(_ options: LoadOptions, target: Target, duration: Double, depth: In
         firstError: drivers.compactMap { $0.tally.firstError }.first, failure: drivers.compactMap { $0.tally.failure }.first,
         p50: us(50), p90: us(90), p99: us(99), p999: us(99.9), max: Double(histogram.max) / 1000, mean: histogram.mean / 1000,
         daemonCPUNanoseconds: cpuStart.flatMap { start in cpuEnd.map { $0 - start } }, daemonRSS: rss, daemonLocked: locked,
-        baseline: baselines?.0, echoP50: baselines?.1)
+        baseline: baselines?.0, echoP50: baselines?.1, histogram: histogram)
 }
 
-/// The in-process baselines for this workload: raw operation time and a bare round trip.
-func measureBaselines(_ options: LoadOptions, target: Target) throws -> (BaselineFigures, Double)? {
+/// The in-process baselines for this workload: the raw primitive time on one core (for a mix,
+/// each operation's primitive on its own bytes, weighted as the mix is), throughput with the
+/// daemon's number of threads, and a bare round trip.
+func measureBaselines(_ options: LoadOptions, target: Target, seconds: Double? = nil) throws -> (BaselineFigures, Double)? {
     guard !options.noBaseline else { return nil }
     let mix = try OperationMix(parsing: options.op)
     let workload = Workload(mix: mix, server: target.server, contentSize: options.contentSize, messageSize: options.messageSize, batch: 1)
-    // The raw cost of the mix: its dominant (first) operation's primitive on the same bytes.
-    let first = mix.entries[0].operation
-    let verify = first == .verify || first == .verifyRequest
+    let time = seconds ?? options.baselineSeconds
     let threads = options.baselineThreads ?? min(target.eventLoops, Posix.cpuCount)
-    let raw = Baseline.measure(verify: verify, message: workload.signedBytes[first]!, threads: threads, seconds: options.baselineSeconds)
-    let single = threads == 1 ? raw : Baseline.measure(verify: verify, message: workload.signedBytes[first]!, threads: 1, seconds: options.baselineSeconds / 2)
-    let requestSize = workload.templates[first]!.count
-    let echo = try Baseline.echoRoundTrip(requestSize: requestSize, responseSize: 250, rounds: 20000)
-    return (BaselineFigures(nanosecondsPerOperation: single.nanosecondsPerOperation, throughput: raw.throughput, threads: threads), echo.p50)
+    let totalWeight = Double(mix.entries.reduce(0) { $0 + $1.weight })
+    var weightedNanoseconds = 0.0
+    for entry in mix.entries {
+        let verify = entry.operation == .verify || entry.operation == .verifyRequest
+        let single = Baseline.measure(verify: verify, message: workload.signedBytes[entry.operation]!, threads: 1, seconds: time / Double(mix.entries.count))
+        weightedNanoseconds += single.nanosecondsPerOperation * Double(entry.weight) / totalWeight
+    }
+    // Throughput on `threads` threads, for the first operation, scaled to the mix.
+    let first = mix.entries[0].operation
+    let firstVerify = first == .verify || first == .verifyRequest
+    let parallel = threads == 1
+        ? BaselineFigures(nanosecondsPerOperation: weightedNanoseconds, throughput: 1e9 / weightedNanoseconds, threads: 1)
+        : Baseline.measure(verify: firstVerify, message: workload.signedBytes[first]!, threads: threads, seconds: time / 2)
+    let firstSingle = mix.entries.count == 1 ? weightedNanoseconds : Baseline.measure(verify: firstVerify, message: workload.signedBytes[first]!, threads: 1, seconds: time / 4).nanosecondsPerOperation
+    let scale = firstSingle / weightedNanoseconds
+    let echo = try Baseline.echoRoundTrip(requestSize: workload.templates[first]!.count, responseSize: 250, rounds: 20000)
+    return (BaselineFigures(nanosecondsPerOperation: weightedNanoseconds, throughput: parallel.throughput * scale, threads: threads), echo.p50)
+}
+
+/// Load runs interleaved with baselines, so a drift in the machine's speed (other tenants,
+/// clock changes) hits both sides of each ratio alike. Each round's ratio is kept; the median
+/// is reported.
+func measureRounds(_ options: LoadOptions, target: Target, duration: Double, depth: Int, rate: Double?, rounds: Int, progress: Bool) throws -> (RunReport, [RunReport]) {
+    var reports: [RunReport] = []
+    for round in 0..<rounds {
+        let baselines = try measureBaselines(options, target: target, seconds: options.baselineSeconds / Double(rounds) * 2)
+        var report = try measure(options, target: target, duration: duration / Double(rounds), depth: depth, rate: rate, baselines: baselines, progress: progress)
+        report.round = round + 1
+        reports.append(report)
+        if report.failure != nil { break }
+    }
+    return (RunReport.combine(reports), reports)
 }
 
 func sleepSeconds(_ seconds: Double) {
@@ -204,27 +231,37 @@ struct Run: ParsableCommand {
     @Option(help: "Open loop: requests per second across all connections, sent on schedule.")
     var rate: Double?
 
+    @Option(help: "Rounds of (baseline, load) to interleave; ratios are reported per round and as their median.")
+    var rounds = 3
+
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
     func validate() throws {
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be 0…3600 seconds") }
         if let rate { guard rate > 0 else { throw ValidationError("--rate must be positive") } }
+        guard rounds >= 1, rounds <= 100 else { throw ValidationError("--rounds must be 1…100") }
     }
 
     func run() throws {
         let target = try Target(load)
         defer { target.stop() }
-        let baselines = try measureBaselines(load, target: target)
-        let report = try measure(load, target: target, duration: duration, depth: load.depth, rate: rate, baselines: baselines, progress: !json && Posix.isatty(2))
+        let (report, rounds) = try measureRounds(
+            load, target: target, duration: duration, depth: load.depth, rate: rate, rounds: load.noBaseline ? 1 : self.rounds,
+            progress: !json && Posix.isatty(2))
         if json {
-            print(report.json().canonicalString)
+            var object = report.json().objectValue!
+            object["rounds"] = .array(rounds.map { $0.json() })
+            print(JSONValue.object(object).canonicalString)
         } else {
             print("sigild pid \(target.pid.map(String.init) ?? "?"), \(target.eventLoops) event loop(s), server \(target.server)")
-            if let (raw, echo) = baselines {
-                print("baseline (in-process libsodium, same bytes): \(RunReport.format(raw.nanosecondsPerOperation / 1000, decimals: 2)) µs/op on one core, \(RunReport.format(raw.throughput, decimals: 0)) op/s on \(raw.threads) thread(s); bare round trip p50 \(RunReport.format(echo / 1000, decimals: 1)) µs")
+            if let raw = report.baseline, let echo = report.echoP50 {
+                print("baseline (in-process libsodium, same bytes, mean of \(rounds.count) round(s)): \(RunReport.format(raw.nanosecondsPerOperation / 1000, decimals: 2)) µs/op on one core, \(RunReport.format(raw.throughput, decimals: 0)) op/s on \(raw.threads) thread(s); bare round trip p50 \(RunReport.format(echo / 1000, decimals: 1)) µs")
             }
             print(report.text())
+            if rounds.count > 1 {
+                for round in rounds { print(round.roundLine()) }
+            }
         }
         if report.failure != nil { throw ExitCode(2) }
     }
