@@ -473,8 +473,9 @@ public enum Posix {
         guard let maps = try? readSmallFile("/proc/self/maps", limit: 4 << 20) else { return 0 }
         var advised = 0
         for line in String(decoding: maps, as: UTF8.self).split(separator: "\n") {
-            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-            guard fields.count == 6, fields[5].hasPrefix("/"), fields[1] == "r-xp" || fields[1] == "r--p" else { continue }
+            // "start-end perms offset dev inode   /path": only mappings of files.
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 6, fields[5].hasPrefix("/"), fields[1] == "r-xp" || fields[1] == "r--p" else { continue }
             let range = fields[0].split(separator: "-")
             guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16),
                 let address = UnsafeMutableRawPointer(bitPattern: start)
