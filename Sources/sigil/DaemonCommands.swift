@@ -69,21 +69,12 @@ struct SignRequest: ParsableCommand {
         commandName: "sign-request", abstract: "Have sigild sign an outbound federation request; print the X-Matrix header.")
 
     @OptionGroup var socket: SocketOption
-    @Option(help: "Our server name (its key signs).")
-    var origin: String
-    @Option(help: "The server the request goes to (before delegation).")
-    var destination: String
-    @Option(help: "HTTP method.")
-    var method = "GET"
-    @Option(help: "The request target exactly as sent.")
-    var uri: String
-    @Option(help: "A file holding the JSON request body, if there is one.")
-    var content: String?
+    @OptionGroup var request: OutboundRequestOptions
 
     func run() {
         Self.failing {
-            let body = try content.map(readFile)
-            let signed = try socket.client().signRequest(origin: origin, destination: destination, method: method, uri: uri, content: body)
+            let signed = try socket.client().signRequest(
+                origin: request.origin, destination: request.destination, method: request.method, uri: request.uri, content: try request.body())
             print(signed.header)
         }
     }
@@ -198,6 +189,22 @@ struct VerifyRequest: ParsableCommand {
         else { throw ToolError("--origin-key \(ToolError.quoting(text)): expected ORIGIN/ed25519:ID=PUBLICKEY") }
         return GivenKey(server: String(text[..<slash]), id: String(text[text.index(after: slash)..<equals]), publicKey: key)
     }
+}
+
+/// An outbound federation request, as `sign-request` and `x-matrix` take it.
+struct OutboundRequestOptions: ParsableArguments {
+    @Option(help: "Our server name (its key signs).")
+    var origin: String
+    @Option(help: "The server the request goes to (before delegation).")
+    var destination: String
+    @Option(help: "HTTP method.")
+    var method = "GET"
+    @Option(help: "The request target exactly as sent, e.g. /_matrix/federation/v1/media/download/abc.")
+    var uri: String
+    @Option(help: "A file holding the JSON request body, if the request has one.")
+    var content: String?
+
+    func body() throws -> [UInt8]? { try content.map(readFile) }
 }
 
 func readFile(_ path: String) throws -> [UInt8] {

@@ -110,25 +110,15 @@ struct XMatrix: ParsableCommand {
 
     @Option(help: "Key file; its first key signs.")
     var key: String
-    @Option(help: "Our server name.")
-    var origin: String
-    @Option(help: "The server the request goes to (before delegation).")
-    var destination: String
-    @Option(help: "HTTP method.")
-    var method = "GET"
-    @Option(help: "The request target exactly as sent, e.g. /_matrix/federation/v1/media/download/abc.")
-    var uri: String
-    @Option(help: "A file holding the JSON request body, if the request has one.")
-    var content: String?
+    @OptionGroup var request: OutboundRequestOptions
 
     func run() {
         Self.failing {
             let signingKey = try firstKey(of: key)
-            let body = try content.map { path in
-                do { return try Posix.readSmallFile(path, limit: 16 << 20) } catch { throw ToolError("cannot read \(path): \(error)") }
-            }
             let signer = XMatrixSigner()
-            let signed = try signer.sign(origin: origin, destination: destination, method: method, uri: uri, content: body, key: signingKey)
+            let signed = try signer.sign(
+                origin: request.origin, destination: request.destination, method: request.method, uri: request.uri,
+                content: try request.body(), key: signingKey)
             print(signed.header)
         }
     }

@@ -283,20 +283,17 @@ public struct WireWriter {
 
     /// Fills in the length of the frame started at `start`.
     public mutating func endFrame(at start: Int) {
-        let length = UInt32(bytes.count - start - 4)
-        bytes[start] = UInt8(length >> 24)
-        bytes[start + 1] = UInt8(length >> 16 & 0xFF)
-        bytes[start + 2] = UInt8(length >> 8 & 0xFF)
-        bytes[start + 3] = UInt8(length & 0xFF)
+        patchLength(at: start)
     }
 
-    /// Reserves a `u32` to fill in later with `patchU32(at:)` (batch item lengths).
+    /// Reserves a `u32` to fill in later with `patchLength(at:)` (batch item lengths).
     public mutating func placeholderU32() -> Int {
         let at = bytes.count
         u32(0)
         return at
     }
 
+    /// Writes, into the `u32` at `position`, the number of bytes written after it.
     public mutating func patchLength(at position: Int) {
         let length = UInt32(bytes.count - position - 4)
         bytes[position] = UInt8(length >> 24)

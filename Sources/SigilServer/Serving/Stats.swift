@@ -15,6 +15,23 @@ final class LoopCounters: Sendable {
         var inFlight = 0
         var bytesIn: UInt64 = 0
         var bytesOut: UInt64 = 0
+
+        var allRequests: UInt64 { requests.reduce(0, +) }
+
+        mutating func add(_ other: Values) {
+            for i in 0..<requests.count {
+                requests[i] += other.requests[i]
+                errors[i] += other.errors[i]
+            }
+            denied += other.denied
+            busy += other.busy
+            connectionsOpen += other.connectionsOpen
+            connectionsTotal += other.connectionsTotal
+            connectionsClosedByLimit += other.connectionsClosedByLimit
+            inFlight += other.inFlight
+            bytesIn += other.bytesIn
+            bytesOut += other.bytesOut
+        }
     }
 
     let values = Mutex(Values())
@@ -57,36 +74,10 @@ public final class StatsRegistry: Sendable {
         daemon.withLock { $0.refusedConnections += 1 }
     }
 
-    /// Totals across loops.
-    struct Totals {
-        var requests = [UInt64](repeating: 0, count: 256)
-        var errors = [UInt64](repeating: 0, count: 256)
-        var denied: UInt64 = 0
-        var busy: UInt64 = 0
-        var connectionsOpen = 0
-        var connectionsTotal: UInt64 = 0
-        var inFlight = 0
-        var bytesIn: UInt64 = 0
-        var bytesOut: UInt64 = 0
-        var allRequests: UInt64 { requests.reduce(0, +) }
-    }
-
-    func totals() -> Totals {
-        var totals = Totals()
+    func totals() -> LoopCounters.Values {
+        var totals = LoopCounters.Values()
         for loop in loops {
-            loop.values.withLock { v in
-                for i in 0..<256 {
-                    totals.requests[i] += v.requests[i]
-                    totals.errors[i] += v.errors[i]
-                }
-                totals.denied += v.denied
-                totals.busy += v.busy
-                totals.connectionsOpen += v.connectionsOpen
-                totals.connectionsTotal += v.connectionsTotal
-                totals.inFlight += v.inFlight
-                totals.bytesIn += v.bytesIn
-                totals.bytesOut += v.bytesOut
-            }
+            loop.values.withLock { totals.add($0) }
         }
         return totals
     }
