@@ -11,7 +11,12 @@ enum Chart {
         let left = 80.0, right = 30.0, top = 50.0, bottom = 60.0
         let plotW = width - left - right
         let plotH = height - top - bottom
-        let maxX = max((points.map(\.throughput).max() ?? 1), rawCeiling ?? 0) * 1.1
+        // Round the axis up to a whole number of 1, 2 or 5 × 10^n steps, so ticks read cleanly.
+        let rawMax = max((points.map(\.throughput).max() ?? 1), rawCeiling ?? 0) * 1.05
+        let magnitude = pow(10, floor(log10(rawMax / 5)))
+        let step = [1.0, 2.0, 5.0, 10.0].map { $0 * magnitude }.first { rawMax / $0 <= 6 } ?? 10 * magnitude
+        let ticks = Int((rawMax / step).rounded(.up))
+        let maxX = step * Double(ticks)
         let latencies = points.flatMap { [$0.p50, $0.p99] }.filter { $0 > 0 }
         let minY = max(1, (latencies.min() ?? 1) / 2)
         let maxY = (latencies.max() ?? 10) * 2
@@ -30,8 +35,8 @@ enum Chart {
             <text x="18" y="\(Int(top + plotH / 2))" text-anchor="middle" transform="rotate(-90 18 \(Int(top + plotH / 2)))">latency (µs, log scale)</text>
 
             """
-        for i in 0...5 {
-            let value = maxX * Double(i) / 5
+        for i in 0...ticks {
+            let value = step * Double(i)
             svg += "<text x=\"\(Int(x(value)))\" y=\"\(Int(top + plotH + 18))\" text-anchor=\"middle\">\(RunReport.format(value, decimals: 0))</text>\n"
         }
         var tick = pow(10, floor(log10(minY)))

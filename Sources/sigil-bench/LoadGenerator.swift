@@ -15,6 +15,11 @@ enum Phase: Int {
 /// The phase, shared by every connection's threads.
 final class RunPhase: Sendable {
     private let value = Atomic<Int>(Phase.warmup.rawValue)
+    /// Requests answered while measuring, across connections (for `--count`).
+    private let answered = Atomic<Int>(0)
+
+    func recordAnswered(_ count: Int) { answered.add(count, ordering: .relaxed) }
+    var answeredCount: Int { answered.load(ordering: .relaxed) }
 
     func load(ordering: AtomicLoadOrdering = .relaxed) -> Int { value.load(ordering: .relaxed) }
     func store(_ phase: Int, ordering: AtomicStoreOrdering = .relaxed) { value.store(phase, ordering: .relaxed) }
@@ -90,6 +95,8 @@ final class ConnectionDriver: @unchecked Sendable {
         let measuring = phase.load(ordering: .relaxed) == Phase.measure.rawValue
         guard measuring else { return }
         _ = tally.histogram.record(latency)
+        let before = tally.completed
+        defer { phase.recordAnswered(Int(tally.completed - before)) }
         if header.status != 0 {
             tally.errors += UInt64(shape.workload.batch)
             tally.completed += UInt64(shape.workload.batch)

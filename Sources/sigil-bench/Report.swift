@@ -24,6 +24,9 @@ struct RunReport {
     /// For a combined report: the median of the rounds' ratios.
     var medianCPURatio: Double?
     var medianLatencyRatio: Double?
+    /// For a combined report: the fastest round's daemon CPU per request over the fastest raw
+    /// baseline; robust when the machine's speed drifts between rounds.
+    var bestCPURatio: Double?
     var histogram: Histogram<UInt64>?
 
     var throughput: Double { Double(completed) / seconds }
@@ -56,6 +59,7 @@ struct RunReport {
             if let ratio = cpuRatio, let baseline {
                 line += "; raw \(us(baseline.nanosecondsPerOperation / 1000)) µs → \(Self.format(ratio, decimals: 3))× raw\(medianCPURatio != nil ? " (median of rounds)" : "")"
             }
+            if let best = bestCPURatio { line += "; best round vs best raw \(Self.format(best, decimals: 3))×" }
             lines.append(line)
             if let perCore = perCoreRatio, let baseline {
                 lines.append("  per core       \(Self.format(throughput / Swift.max(cores, 0.0001), decimals: 0)) req/s per daemon core; raw \(Self.format(1e9 / baseline.nanosecondsPerOperation, decimals: 0)) → \(Self.format(perCore, decimals: 3)) of raw")
@@ -121,6 +125,9 @@ struct RunReport {
             return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
         }
         combined.medianCPURatio = median(rounds.compactMap(\.cpuRatio))
+        if let fastestDaemon = rounds.compactMap(\.cpuPerRequest).min(), let fastestRaw = rounds.compactMap({ $0.baseline?.nanosecondsPerOperation }).min() {
+            combined.bestCPURatio = fastestDaemon / fastestRaw
+        }
         combined.medianLatencyRatio = median(rounds.compactMap(\.latencyRatio))
         combined.round = 0
         return combined
@@ -144,6 +151,7 @@ struct RunReport {
         if let cpu = cpuPerRequest { object["daemon_cpu_ns_per_request"] = .integer(Int64(cpu)) }
         if let cores = daemonCores { object["daemon_cores_x1000"] = .integer(Int64(cores * 1000)) }
         if let ratio = cpuRatio { object["cpu_ratio_to_raw_x1000"] = .integer(Int64(ratio * 1000)) }
+        if let best = bestCPURatio { object["best_cpu_ratio_to_raw_x1000"] = .integer(Int64(best * 1000)) }
         if let ratio = perCoreRatio { object["per_core_ratio_to_raw_x1000"] = .integer(Int64(ratio * 1000)) }
         if let ratio = latencyRatio, depth == 1 && connections == 1 { object["latency_ratio_x1000"] = .integer(Int64(ratio * 1000)) }
         if let baseline {

@@ -118,7 +118,10 @@ final class Target {
 }
 
 /// Runs one load shape and measures it.
-func measure(_ options: LoadOptions, target: Target, duration: Double, depth: Int, rate: Double?, baselines: (BaselineFigures, Double)?, progress: Bool) throws -> RunReport {
+func measure(
+    _ options: LoadOptions, target: Target, duration: Double, depth: Int, rate: Double?, baselines: (BaselineFigures, Double)?,
+    progress: Bool, count: Int? = nil
+) throws -> RunReport {
     let mix = try OperationMix(parsing: options.op)
     let workload = Workload(mix: mix, server: target.server, contentSize: options.contentSize, messageSize: options.messageSize, batch: options.batch)
     let shape = LoadShape(connections: options.connections, depth: depth, rate: rate, workload: workload, mix: mix)
@@ -136,7 +139,9 @@ func measure(_ options: LoadOptions, target: Target, duration: Double, depth: In
     let start = Posix.monotonicNanoseconds()
     let end = start + UInt64(duration * 1e9)
     var lastPrint = start
-    while Posix.monotonicNanoseconds() < end && phase.load(ordering: .relaxed) == Phase.measure.rawValue {
+    while Posix.monotonicNanoseconds() < end && phase.load(ordering: .relaxed) == Phase.measure.rawValue
+        && (count.map { phase.answeredCount < $0 } ?? true)
+    {
         usleep(50_000)
         let now = Posix.monotonicNanoseconds()
         if progress && now - lastPrint > 500_000_000 {
@@ -196,11 +201,15 @@ func measureBaselines(_ options: LoadOptions, target: Target, seconds: Double? =
 /// Load runs interleaved with baselines, so a drift in the machine's speed (other tenants,
 /// clock changes) hits both sides of each ratio alike. Each round's ratio is kept; the median
 /// is reported.
-func measureRounds(_ options: LoadOptions, target: Target, duration: Double, depth: Int, rate: Double?, rounds: Int, progress: Bool) throws -> (RunReport, [RunReport]) {
+func measureRounds(
+    _ options: LoadOptions, target: Target, duration: Double, depth: Int, rate: Double?, rounds: Int, progress: Bool, count: Int? = nil
+) throws -> (RunReport, [RunReport]) {
     var reports: [RunReport] = []
     for round in 0..<rounds {
         let baselines = try measureBaselines(options, target: target, seconds: options.baselineSeconds / Double(rounds) * 2)
-        var report = try measure(options, target: target, duration: duration / Double(rounds), depth: depth, rate: rate, baselines: baselines, progress: progress)
+        var report = try measure(
+            options, target: target, duration: duration / Double(rounds), depth: depth, rate: rate, baselines: baselines,
+            progress: progress, count: count.map { ($0 + rounds - 1) / rounds })
         report.round = round + 1
         reports.append(report)
         if report.failure != nil { break }
@@ -234,6 +243,9 @@ struct Run: ParsableCommand {
     @Option(help: "Rounds of (baseline, load) to interleave; ratios are reported per round and as their median.")
     var rounds = 3
 
+    @Option(help: "Stop after this many requests have been answered (--duration stays the upper bound).")
+    var count: Int?
+
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
@@ -241,6 +253,7 @@ struct Run: ParsableCommand {
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be 0…3600 seconds") }
         if let rate { guard rate > 0 else { throw ValidationError("--rate must be positive") } }
         guard rounds >= 1, rounds <= 100 else { throw ValidationError("--rounds must be 1…100") }
+        if let count { guard count >= 1 else { throw ValidationError("--count must be positive") } }
     }
 
     func run() throws {
@@ -248,7 +261,7 @@ struct Run: ParsableCommand {
         defer { target.stop() }
         let (report, rounds) = try measureRounds(
             load, target: target, duration: duration, depth: load.depth, rate: rate, rounds: load.noBaseline ? 1 : self.rounds,
-            progress: !json && Posix.isatty(2))
+            progress: !json && Posix.isatty(2), count: count)
         if json {
             var object = report.json().objectValue!
             object["rounds"] = .array(rounds.map { $0.json() })
