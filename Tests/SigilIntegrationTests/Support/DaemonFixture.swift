@@ -44,7 +44,7 @@ final class TemporaryDirectory: @unchecked Sendable {
         var bytes = Array(template.utf8CString)
         let made = bytes.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(made != nil, "mkdtemp failed")
-        path = String(cString: bytes)
+        path = String(decoding: bytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     func file(_ name: String) -> String { path + "/" + name }
@@ -53,7 +53,7 @@ final class TemporaryDirectory: @unchecked Sendable {
     @discardableResult
     func write(_ name: String, _ contents: String, mode: Int = 0o600) -> String {
         let target = file(name)
-        FileManager.default.createFile(atPath: target, contents: Data(contents.utf8), attributes: [.posixPermissions: mode])
+        _ = FileManager.default.createFile(atPath: target, contents: Data(contents.utf8), attributes: [.posixPermissions: mode])
         chmod(target, mode_t(mode))
         return target
     }
@@ -148,7 +148,7 @@ final class DaemonFixture: @unchecked Sendable {
             process.arguments = Array(prefix.dropFirst()) + command
         }
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: logPath)
         process.standardOutput = FileHandle(forWritingAtPath: logPath)
         try process.run()
