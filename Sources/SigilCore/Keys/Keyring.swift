@@ -125,6 +125,15 @@ public final class Keyring: Sendable {
         return index[name].map { servers[$0] }
     }
 
+    /// The key that signs for `name`, without copying the server's key lists (the hot path).
+    public func signingKey(for name: String) -> SigningKey? {
+        if servers.count <= 4 {
+            for index in servers.indices where servers[index].serverName == name { return servers[index].activeKeys[0] }
+            return nil
+        }
+        return index[name].map { servers[$0].activeKeys[0] }
+    }
+
     public var serverNames: [String] { servers.map(\.serverName) }
     public var keyCount: Int { servers.reduce(0) { $0 + $1.activeKeys.count } }
 }

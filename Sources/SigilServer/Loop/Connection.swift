@@ -161,6 +161,7 @@ final class Connection {
                 worker.dispatcher.handle(header, body: body, caller: &caller, state: state, out: &output)
             }
         }
+        worker.dispatcher.flushCounters()
         if decoder.hasPartialFrame {
             if partialSince == nil { partialSince = worker.loop.now }
         } else {

@@ -266,6 +266,7 @@ final class OffloadedBatch: @unchecked Sendable {
         _ = body.withUnsafeBytes { raw in
             dispatcher.handle(header, body: raw, caller: &caller, state: state, out: &reply)
         }
+        dispatcher.flushCounters()
     }
 
     func finish() {

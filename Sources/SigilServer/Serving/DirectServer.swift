@@ -32,6 +32,7 @@ public struct DirectServer {
                 _ = dispatcher.handle(header, body: UnsafeRawBufferPointer(rebasing: raw[range]), caller: &caller, state: state, out: &output)
             }
         }
+        dispatcher.flushCounters()
         return output.bytes
     }
 
@@ -43,5 +44,6 @@ public struct DirectServer {
                 _ = dispatcher.handle(header, body: UnsafeRawBufferPointer(rebasing: raw[range]), caller: &caller, state: state, out: &out)
             }
         }
+        dispatcher.flushCounters()
     }
 }

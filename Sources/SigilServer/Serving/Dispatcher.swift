@@ -12,6 +12,11 @@ struct Dispatcher {
     let daemonVersion: String
     private let signer = XMatrixSigner()
     private var header: [UInt8] = []
+    /// Request and error counts not yet folded into the loop's shared counters: the per-frame
+    /// path takes no lock; `flushCounters()` runs once per turn.
+    private var pendingRequests = [UInt64](repeating: 0, count: 256)
+    private var pendingErrors = [UInt64](repeating: 0, count: 256)
+    private var touched: [Int] = []
 
     init(logger: Logger, stats: StatsRegistry, counters: LoopCounters, daemonVersion: String) {
         self.logger = logger
@@ -19,6 +24,31 @@ struct Dispatcher {
         self.counters = counters
         self.daemonVersion = daemonVersion
         header.reserveCapacity(256)
+        touched.reserveCapacity(16)
+    }
+
+    @inline(__always)
+    private mutating func count(_ opcode: UInt8, requests: UInt64 = 0, errors: UInt64 = 0) {
+        let index = Int(opcode)
+        if pendingRequests[index] == 0 && pendingErrors[index] == 0 { touched.append(index) }
+        pendingRequests[index] += requests
+        pendingErrors[index] += errors
+    }
+
+    /// Folds the pending counts into the loop's counters (one lock per turn, not per frame).
+    mutating func flushCounters() {
+        guard !touched.isEmpty else { return }
+        counters.update { values in
+            for index in touched {
+                values.requests[index] += pendingRequests[index]
+                values.errors[index] += pendingErrors[index]
+            }
+        }
+        for index in touched {
+            pendingRequests[index] = 0
+            pendingErrors[index] = 0
+        }
+        touched.removeAll(keepingCapacity: true)
     }
 
     /// Appends the response to `frame` to `out`. Returns the number of requests it held
@@ -29,43 +59,43 @@ struct Dispatcher {
     ) -> Int {
         caller.refresh(state)
         let opcodeForReply = frame.opcode
-        func fail(_ status: WireStatus, _ message: String) -> Int {
+        func fail(_ status: WireStatus, _ message: String, _ dispatcher: inout Dispatcher) -> Int {
             Dispatcher.writeFailure(status, message, opcode: opcodeForReply, flags: 0, requestID: frame.requestID, out: &out)
-            counters.update { $0.errors[Int(opcodeForReply)] += 1 }
+            dispatcher.count(opcodeForReply, errors: 1)
             return 1
         }
         guard frame.version == Wire.version else {
-            return fail(.unsupportedVersion, "protocol version \(frame.version) is not supported; this daemon speaks version \(Wire.version)")
+            return fail(.unsupportedVersion, "protocol version \(frame.version) is not supported; this daemon speaks version \(Wire.version)", &self)
         }
         guard frame.flags & ~Wire.flagBatch == 0 else {
-            return fail(.badFrame, "unknown or response flags 0x\(String(frame.flags, radix: 16)) in a request")
+            return fail(.badFrame, "unknown or response flags 0x\(String(frame.flags, radix: 16)) in a request", &self)
         }
-        guard frame.status == 0 else { return fail(.badFrame, "requests carry status 0") }
+        guard frame.status == 0 else { return fail(.badFrame, "requests carry status 0", &self) }
         guard let op = Opcode(rawValue: frame.opcode) else {
-            return fail(.unknownOpcode, "unknown opcode 0x\(String(frame.opcode, radix: 16))")
+            return fail(.unknownOpcode, "unknown opcode 0x\(String(frame.opcode, radix: 16))", &self)
         }
         guard caller.allows(op) else {
             refuse(op, "operation \(op) is not granted", caller: &caller)
-            counters.update { $0.requests[Int(op.rawValue)] += 1 }
-            return fail(.denied, "\(op) is not allowed for \(caller.identity)")
+            count(op.rawValue, requests: 1)
+            return fail(.denied, "\(op) is not allowed for \(caller.identity)", &self)
         }
         let flags = Wire.flagResponse | (frame.flags & Wire.flagBatch)
         let start = out.beginFrame(opcode: op.rawValue, flags: flags, status: 0, requestID: frame.requestID)
         if !frame.isBatch {
-            counters.update { $0.requests[Int(op.rawValue)] += 1 }
+            count(op.rawValue, requests: 1)
             do {
                 try handleOne(op, body: body, caller: &caller, state: state, out: &out)
                 out.endFrame(at: start)
             } catch {
                 out.bytes.removeSubrange(start...)
                 Dispatcher.writeFailure(error.status, error.message, opcode: op.rawValue, flags: 0, requestID: frame.requestID, out: &out)
-                counters.update { $0.errors[Int(op.rawValue)] += 1 }
+                count(op.rawValue, errors: 1)
             }
             return 1
         }
         guard op.acceptsBatch else {
             out.bytes.removeSubrange(start...)
-            return fail(.badRequest, "\(op) does not take batch frames")
+            return fail(.badRequest, "\(op) does not take batch frames", &self)
         }
         let limit = state.configuration.limits.maxBatchItems
         let items: [UnsafeRawBufferPointer]
@@ -74,12 +104,12 @@ struct Dispatcher {
             let count = Int(try reader.u16("item_count"))
             guard count <= limit else {
                 out.bytes.removeSubrange(start...)
-                return fail(.batchTooLarge, "batch of \(count) items exceeds the limit of \(limit)")
+                return fail(.batchTooLarge, "batch of \(count) items exceeds the limit of \(limit)", &self)
             }
             items = try decodeBatchItems(body, maxItems: limit)
         } catch {
             out.bytes.removeSubrange(start...)
-            return fail(.badRequest, "malformed batch: \(error)")
+            return fail(.badRequest, "malformed batch: \(error)", &self)
         }
         out.u16(UInt16(items.count))
         var errors: UInt64 = 0
@@ -101,10 +131,7 @@ struct Dispatcher {
             out.patchLength(at: length)
         }
         out.endFrame(at: start)
-        counters.update {
-            $0.requests[Int(op.rawValue)] += UInt64(items.count)
-            $0.errors[Int(op.rawValue)] += errors
-        }
+        count(op.rawValue, requests: UInt64(items.count), errors: errors)
         return items.count
     }
 
@@ -265,6 +292,7 @@ struct Dispatcher {
             guard until <= canonicalJSONMaxInteger else { throw WireFailure(.badRequest, "valid_until_ts is beyond 2^53") }
             response = .keyDocument(KeyDocument.build(for: keys, validUntilTS: until))
         case .stats:
+            flushCounters()  // so the figures include this turn's requests, this one too
             response = .stats(stats.json(state: state, now: Posix.monotonicNanoseconds(), rssBytes: ProcessFigures.residentBytes()))
         }
         response.encodeBody(into: &out)
@@ -287,8 +315,7 @@ struct Dispatcher {
             refuse(.signRequest, why, caller: &caller)
             throw WireFailure(.denied, "sign_request for \(origin) (\(why)) is not allowed for \(caller.identity)")
         }
-        guard let keys = state.keyring.server(origin) else { throw WireFailure(.unknownServer, "no keys for server \(origin)") }
-        let key = keys.signingKey
+        guard let key = state.keyring.signingKey(for: origin) else { throw WireFailure(.unknownServer, "no keys for server \(origin)") }
         var signature: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
         header.removeAll(keepingCapacity: true)
         do {
