@@ -59,7 +59,7 @@ let package = Package(
         .executableTarget(
             name: "sigild",
             dependencies: [
-                "SigilServer", "SigilCore",
+                "SigilServer", "SigilCore", "SigilPosix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -371,6 +371,17 @@ public enum Posix {
         max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 
+    /// Replaces this process with a fresh run of the same program and arguments (same pid, so
+    /// systemd's LISTEN_PID and notify socket still apply). Returns only on failure.
+    public static func reexecuteSelf(setting name: String, to value: String) -> PosixError {
+        setenv(name, value, 1)
+        let argv = CommandLine.arguments.map { strdup($0) } + [nil]
+        execv("/proc/self/exe", argv)
+        let error = PosixError("execv(/proc/self/exe)", errno: Glibc.errno)
+        for pointer in argv { free(pointer) }
+        return error
+    }
+
     public static func environment(_ name: String) -> String? {
         getenv(name).map { String(cString: $0) }
     }

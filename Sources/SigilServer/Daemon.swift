@@ -129,7 +129,7 @@ public final class Daemon {
         let me = Unmanaged.passUnretained(self).toOpaque()
         for signal in [SIGTERM, SIGINT, SIGHUP] {
             let handle = allocateUV(uv_signal_t.self)
-            uv_signal_init(loop.raw, handle)
+            try uvCheck(uv_signal_init(loop.raw, handle), "uv_signal_init")
             asHandle(handle).pointee.data = me
             try uvCheck(
                 uv_signal_start(
@@ -140,14 +140,15 @@ public final class Daemon {
             handles.append(asHandle(handle))
         }
         workerAsync = allocateUV(uv_async_t.self)
-        uv_async_init(loop.raw, workerAsync) { handle in
-            Daemon.from(asHandle(handle!)).checkWorkers()
-        }
+        try uvCheck(
+            uv_async_init(loop.raw, workerAsync) { handle in
+                Daemon.from(asHandle(handle!)).checkWorkers()
+            }, "uv_async_init")
         asHandle(workerAsync).pointee.data = me
         handles.append(asHandle(workerAsync))
         workerWaker = LoopWaker(workerAsync)
         statusTimer = allocateUV(uv_timer_t.self)
-        uv_timer_init(loop.raw, statusTimer)
+        try uvCheck(uv_timer_init(loop.raw, statusTimer), "uv_timer_init")
         asHandle(statusTimer).pointee.data = me
         handles.append(asHandle(statusTimer))
         // Status every 10 s; keep-alives at half the watchdog period when systemd asks for them.
@@ -208,7 +209,12 @@ public final class Daemon {
 
     private func startAccepting(_ listener: Listener) {
         let poll = allocateUV(uv_poll_t.self)
-        uv_poll_init(loop.raw, poll, listener.fd)
+        let rc = uv_poll_init(loop.raw, poll, listener.fd)
+        guard rc == 0 else {
+            freeUV(poll)
+            logger.error("cannot watch listener \(listener.name): \(UVError(code: rc, call: "uv_poll_init"))")
+            return
+        }
         asHandle(poll).pointee.data = Unmanaged.passUnretained(listener).toOpaque()
         listener.poll = poll
         listener.onReadable = { [unowned self] listener, status in self.acceptPending(on: listener, status: status) }
@@ -300,9 +306,7 @@ public final class Daemon {
                 } catch {
                     throw LoadError(error.description)
                 }
-                if configuration.listeners != current.configuration.listeners {
-                    logger.warning("listener changes in \(path) take effect after a restart; the current sockets stay")
-                }
+                try checkReloadable(configuration, against: current.configuration, path: path)
             }
             let next = try ServingState.load(configuration, generation: current.generation + 1)
             for warning in next.warnings { logger.warning("\(warning)") }
@@ -318,6 +322,26 @@ public final class Daemon {
         }
         notifier.ready(status: statusLine())
         Posix.releaseFileBackedPages()
+    }
+
+    /// What a reload cannot change, since the sockets and loops stay. A listener that serves a
+    /// socket must keep an entry (its rules would otherwise silently fall back to the top-level
+    /// ones): removing or renaming one refuses the whole reload. Other listener, `workers` and
+    /// `log_level` changes are reported as waiting for a restart.
+    private func checkReloadable(_ next: Configuration, against current: Configuration, path: String) throws(LoadError) {
+        let configured = Set(current.listeners.map(\.name))
+        let kept = Set(next.listeners.map(\.name))
+        for name in listeners.map(\.name) where configured.contains(name) && !kept.contains(name) {
+            throw LoadError("\(path): listener '\(name)' serves a socket but is not in the new configuration; removing or renaming a listener needs a restart")
+        }
+        let addressesChanged = next.listeners.contains { listener in
+            current.listeners.first { $0.name == listener.name }.map { $0.path != listener.path || $0.fd != listener.fd || $0.mode != listener.mode } ?? true
+        }
+        if addressesChanged {
+            logger.warning("\(path): new listeners or socket addresses take effect after a restart; the current sockets stay")
+        }
+        if next.workers != current.workers { logger.warning("\(path): 'workers' takes effect after a restart") }
+        if next.logLevel != current.logLevel { logger.warning("\(path): 'log_level' takes effect after a restart") }
     }
 
     /// Stops accepting, lets every worker answer what it has, then stops.

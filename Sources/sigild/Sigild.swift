@@ -1,11 +1,24 @@
 import ArgumentParser
 import Logging
 import SigilCore
+import SigilPosix
 import SigilServer
 
 @main
 struct Sigild: ParsableCommand {
     static let version = "0.1.0"
+
+    /// Swift's crash reporter prints registers and the memory they point to: a crash while a
+    /// register points into the key arena would put key bytes in the journal. It reads its
+    /// setting only at start, so sigild restarts itself once with it off, unless the operator
+    /// chose a setting explicitly.
+    static func main() {
+        if Posix.environment("SWIFT_BACKTRACE") == nil {
+            let error = Posix.reexecuteSelf(setting: "SWIFT_BACKTRACE", to: "enable=no")
+            Posix.printError("sigild: warning: cannot restart with crash backtraces off (\(error)); continuing")
+        }
+        Self.main(nil)
+    }
 
     static let configuration = CommandConfiguration(
         commandName: "sigild",

@@ -95,6 +95,13 @@ public struct FrameDecoder: Sendable {
     /// Whether a frame has started but not finished arriving.
     public var hasPartialFrame: Bool { bufferedCount > 0 }
 
+    /// Puts back the frame `next()` just returned, so the same call returns it again. Valid only
+    /// before the next `append`.
+    public mutating func unread(_ header: FrameHeader) {
+        consumed -= 4 + Int(header.length)
+        precondition(consumed >= 0, "unread of a frame that was not just read")
+    }
+
     /// Whether at least one whole frame (or a frame whose length is already an error) is waiting.
     public var hasCompleteFrame: Bool {
         let available = buffer.count - consumed

@@ -323,7 +323,7 @@ private struct Reader {
         var limits = Configuration.Limits()
         let allowed: Set<String> = [
             "max_frame", "max_batch", "max_in_flight", "max_connections", "frames_per_turn", "offload_batch_items",
-            "idle_timeout", "frame_timeout", "drain_timeout", "max_pending_output",
+            "idle_timeout", "frame_timeout", "drain_timeout", "max_pending_output", "write_timeout",
         ]
         for (key, value) in try field.mapping(allowed: allowed) {
             switch key {
@@ -337,6 +337,7 @@ private struct Reader {
             case "frame_timeout": limits.frameTimeout = try value.duration(in: 100...3_600_000)
             case "drain_timeout": limits.drainTimeout = try value.duration(in: 0...3_600_000)
             case "max_pending_output": limits.maxPendingOutput = Int(try value.byteSize(in: 65536...(1 << 30)))
+            case "write_timeout": limits.writeTimeout = try value.duration(in: 1000...86_400_000)
             default: break
             }
         }

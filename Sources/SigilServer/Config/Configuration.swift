@@ -44,8 +44,8 @@ public struct Configuration: Sendable {
         /// Largest accepted `length` field of a frame.
         public var maxFrameLength: UInt32 = 65536
         public var maxBatchItems: Int = 256
-        /// Requests a connection may have waiting for an answer; more get BUSY.
-        public var maxInFlight: Int = 1024
+        /// Batches a connection may have running on the thread pool; more get BUSY.
+        public var maxInFlight: Int = 16
         public var maxConnections: Int = 4096
         /// Frames a connection may have handled per loop turn before others get a go.
         public var framesPerTurn: Int = 64
@@ -59,6 +59,8 @@ public struct Configuration: Sendable {
         public var drainTimeout: Int64 = 10_000
         /// Stop reading from a connection whose unsent replies exceed this many bytes.
         public var maxPendingOutput: Int = 1 << 20
+        /// A connection that reads none of its queued replies for this long is closed (ms).
+        public var writeTimeout: Int64 = 60_000
 
         public init() {}
     }

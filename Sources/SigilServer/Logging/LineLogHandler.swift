@@ -26,7 +26,8 @@ public struct LineLogHandler: LogHandler {
     public func log(event: LogEvent) {
         var fields = metadata
         if let extra = event.metadata { fields.merge(extra) { $1 } }
-        let suffix = fields.isEmpty ? "" : " " + fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        let suffix = (fields.isEmpty ? "" : " " + fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            .replacingNewlines()
         // Messages are single lines: a newline in a message (say, from a client's data) must not forge a second entry.
         let message = "\(event.message)".replacingNewlines()
         let line: String
@@ -76,8 +77,17 @@ public struct LineLogHandler: LogHandler {
 }
 
 extension String {
+    /// One line, whatever the text: control characters (CR and LF included, also as the single
+    /// Character "\r\n"), DEL and the Unicode line and paragraph separators become spaces, so
+    /// client data in a message can neither end the entry nor forge a `<N>` priority on a new one.
     fileprivate func replacingNewlines() -> String {
-        guard contains(where: { $0 == "\n" || $0 == "\r" }) else { return self }
-        return String(map { $0 == "\n" || $0 == "\r" ? " " : $0 })
+        guard unicodeScalars.contains(where: Self.breaksLine) else { return self }
+        var scalars = String.UnicodeScalarView()
+        for scalar in unicodeScalars { scalars.append(Self.breaksLine(scalar) ? " " : scalar) }
+        return String(scalars)
+    }
+
+    private static func breaksLine(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x85 || scalar.value == 0x2028 || scalar.value == 0x2029
     }
 }

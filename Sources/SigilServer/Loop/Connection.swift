@@ -18,11 +18,17 @@ final class Connection {
     @exclusivity(unchecked) var output = WireWriter(capacity: 0)
     /// Bytes handed to uv_write and not yet completed.
     private var queuedBytes = 0
+    /// When a queued write last completed (or the queue last became non-empty): a client that
+    /// reads nothing for `write_timeout` is cut off, freeing what it made us hold.
+    private(set) var lastWriteProgress: UInt64 = 0
+    var hasStalledOutput: Bool { queuedBytes > 0 }
     /// Batches running on the thread pool.
     var offloaded = 0
     private var reading = false
     private var pausedForBacklog = false
     private var pausedForBackpressure = false
+    /// Waiting for a thread-pool place: the loop already has its share of batches running.
+    var pausedForPool = false
     var inBacklog = false
     private(set) var closing = false
     /// Set after a fatal framing error or EOF: close once everything owed is written.
@@ -39,7 +45,8 @@ final class Connection {
         pipe = allocateUV(uv_pipe_t.self)
         let initialised = uv_pipe_init(worker.loop.raw, pipe, 0)
         if initialised < 0 {
-            freeUV(pipe)
+            // deinit runs when this init throws: let it free the handle, once.
+            closing = true
             Posix.close(fd)
             throw UVError(code: initialised, call: "uv_pipe_init")
         }
@@ -75,7 +82,7 @@ final class Connection {
     // MARK: Reading
 
     func startReading() {
-        guard !closing, !reading, !pausedForBacklog, !pausedForBackpressure else { return }
+        guard !closing, !reading, !pausedForBacklog, !pausedForBackpressure, !pausedForPool else { return }
         let rc = uv_read_start(
             stream,
             { handle, _, buffer in
@@ -92,6 +99,8 @@ final class Connection {
             return
         }
         reading = true
+        // A frame left half-read while we paused starts its timeout afresh.
+        if decoder.hasPartialFrame { partialSince = worker.loop.now }
     }
 
     private func stopReading() {
@@ -139,32 +148,46 @@ final class Connection {
                 break
             }
             guard case .frame(let header, let bodyRange) = next else { break }
-            handled += 1
             if offloaded >= limits.maxInFlight {
                 Dispatcher.writeFailure(
                     .busy, "\(offloaded) requests already in flight on this connection (limit \(limits.maxInFlight))",
                     opcode: header.opcode, flags: header.flags & Wire.flagBatch, requestID: header.requestID, out: &output)
                 worker.counters.update { $0.busy += 1 }
+                handled += 1
                 continue
             }
+            // Large batches of an operation this caller may use run on the thread pool, so they
+            // never hold up the loop's other connections. (Refused ones are answered here: cheap.)
             if header.isBatch, header.version == Wire.version, header.bodyLength >= 2,
-                Opcode(rawValue: header.opcode)?.acceptsBatch == true
+                let op = Opcode(rawValue: header.opcode), op.acceptsBatch, caller.allows(op)
             {
                 let items = decoder.buffer.withUnsafeBytes { Int($0[bodyRange.lowerBound]) << 8 | Int($0[bodyRange.lowerBound + 1]) }
                 if items >= limits.offloadBatchItems && items <= limits.maxBatchItems {
+                    guard worker.hasPoolPlace else {
+                        // The loop's share of the pool is taken: wait in line for a place
+                        // (first come, first served across connections), reading nothing new.
+                        decoder.unread(header)
+                        pausedForPool = true
+                        stopReading()
+                        worker.waitForPool(self)
+                        break
+                    }
+                    handled += 1
                     worker.offload(header: header, body: Array(decoder.buffer[bodyRange]), from: self, state: state)
                     continue
                 }
             }
+            handled += 1
             decoder.buffer.withUnsafeBytes { raw in
                 let body = UnsafeRawBufferPointer(rebasing: raw[bodyRange])
                 worker.dispatcher.handle(header, body: body, caller: &caller, state: state, out: &output)
             }
         }
         worker.dispatcher.flushCounters()
-        if decoder.hasPartialFrame {
+        if decoder.hasPartialFrame && reading {
             if partialSince == nil { partialSince = worker.loop.now }
         } else {
+            // Not arriving, or not being read by us (paused): nothing for the frame timeout to time.
             partialSince = nil
         }
         if handled == limits.framesPerTurn && !closeWhenFlushed && decoder.hasCompleteFrame {
@@ -180,13 +203,17 @@ final class Connection {
         closeIfDone()
     }
 
-    /// Called by the loop's idle handle on the next turn.
+    /// Called by the loop's idle handle on the next turn (also after waiting for the pool).
     func resumeBacklog() {
         pausedForBacklog = false
+        pausedForPool = false
         process()
-        if !pausedForBacklog && !peerClosed { startReading() }
+        if !pausedForBacklog && !pausedForPool && !peerClosed { startReading() }
         closeIfDone()
     }
+
+    /// Whether we, not the client, stopped reading this connection.
+    var isPausedByUs: Bool { pausedForBacklog || pausedForBackpressure || pausedForPool }
 
     private func fatalFramingError(_ error: FrameDecoder.Failure) {
         switch error {
@@ -202,9 +229,9 @@ final class Connection {
     }
 
     /// An offloaded batch has finished: its reply joins the output.
-    func deliverOffloaded(_ bytes: [UInt8], caller batchCaller: Caller) {
+    func deliverOffloaded(_ bytes: [UInt8], refusals: Caller.Refusals) {
         offloaded -= 1
-        caller.merge(refusalsFrom: batchCaller)
+        caller.merge(refusals)
         guard !closing else { return }
         output.bytes.append(contentsOf: bytes)
         flush()
@@ -274,11 +301,13 @@ final class Connection {
             close()
             return
         }
+        if queuedBytes == 0 { lastWriteProgress = worker.loop.now }
         queuedBytes += count
     }
 
     private func didWrite(count: Int, status: Int32) {
         queuedBytes -= count
+        lastWriteProgress = worker.loop.now
         if status < 0 {
             if !closing { close() }
             return

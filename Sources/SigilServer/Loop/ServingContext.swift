@@ -52,7 +52,10 @@ final class WorkerMailbox: Sendable {
     }
 
     func isResponsive(within nanoseconds: UInt64) -> Bool {
-        Posix.monotonicNanoseconds() - heartbeat.load(ordering: .relaxed) <= nanoseconds
+        // The beat is read first: a worker beating in between makes it newer than `now`, never older.
+        let beat = heartbeat.load(ordering: .relaxed)
+        let now = Posix.monotonicNanoseconds()
+        return now < beat || now - beat <= nanoseconds
     }
 
     var isStopped: Bool { stopped.load(ordering: .acquiring) }

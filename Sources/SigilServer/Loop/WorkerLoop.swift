@@ -50,9 +50,12 @@ final class WorkerLoop {
         idle = allocateUV(uv_idle_t.self)
         sweep = allocateUV(uv_timer_t.self)
         waker = LoopWaker(async)
-        uv_async_init(loop.raw, async) { handle in
+        // These only fail on programming errors or descriptor exhaustion (the async handle's
+        // eventfd); then the loop cannot work at all, so stop rather than limp on.
+        let rc = uv_async_init(loop.raw, async) { handle in
             WorkerLoop.from(asHandle(handle!))?.checkMailbox()
         }
+        precondition(rc == 0, "uv_async_init failed: \(UVError(code: rc, call: "uv_async_init"))")
         uv_idle_init(loop.raw, idle)
         uv_timer_init(loop.raw, sweep)
         let me = Unmanaged.passUnretained(self).toOpaque()
@@ -118,6 +121,7 @@ final class WorkerLoop {
     func connectionClosed(_ connection: Connection) {
         connections.removeValue(forKey: ObjectIdentifier(connection))
         backlog.removeAll { $0 === connection }
+        poolWaiters.removeAll { $0 === connection }
         counters.update { $0.connectionsOpen -= 1 }
         context.openConnections.subtract(1, ordering: .relaxed)
         if drainDeadline != nil && connections.isEmpty { stop() }
@@ -152,12 +156,37 @@ final class WorkerLoop {
 
     // MARK: Thread pool
 
+    /// Batches this loop has on libuv's thread pool, shared by every loop: each loop keeps at
+    /// most `poolShare` there, so one client's flood of batches queues behind the others'
+    /// instead of in front of them.
+    private(set) var offloadedCount = 0
+    private var poolWaiters: [Connection] = []
+    static let poolShare = 4
+
+    var hasPoolPlace: Bool { offloadedCount < WorkerLoop.poolShare }
+
+    func waitForPool(_ connection: Connection) {
+        poolWaiters.append(connection)
+    }
+
+    /// A batch finished: the connection that has waited longest for a place goes next.
+    func offloadFinished() {
+        offloadedCount -= 1
+        while !poolWaiters.isEmpty {
+            let next = poolWaiters.removeFirst()
+            guard !next.closing, next.pausedForPool else { continue }
+            scheduleBacklog(next)
+            break
+        }
+    }
+
     /// Runs a large batch on libuv's thread pool; the reply comes back on this loop.
     func offload(header: FrameHeader, body: [UInt8], from connection: Connection, state: ServingState) {
         connection.offloaded += 1
+        offloadedCount += 1
         counters.update { $0.inFlight += 1 }
         let job = OffloadedBatch(
-            header: header, body: body, caller: connection.caller, state: state, logger: logger, stats: context.stats,
+            header: header, body: body, caller: connection.caller.forBatch(), state: state, logger: logger, stats: context.stats,
             counters: counters, daemonVersion: context.daemonVersion, connection: connection)
         let request = allocateUV(uv_work_t.self)
         request.pointee.data = Unmanaged.passRetained(job).toOpaque()
@@ -194,15 +223,18 @@ final class WorkerLoop {
             for connection in connections.values { connection.logRefusalSummary() }
         }
         for connection in connections.values where !connection.closing {
-            if let since = connection.partialSince, now - since > UInt64(limits.frameTimeout) {
+            if !connection.isPausedByUs, let since = connection.partialSince, now >= since, now - since > UInt64(limits.frameTimeout) {
                 logger.notice("closing connection of \(connection.caller.identity): a frame took over \(limits.frameTimeout) ms to arrive")
                 connection.close()
-            } else if draining && (pastDeadline || (connection.isIdle && now - connection.lastActivity >= WorkerLoop.drainQuietMilliseconds)) {
+            } else if connection.hasStalledOutput, now >= connection.lastWriteProgress, now - connection.lastWriteProgress > UInt64(limits.writeTimeout) {
+                logger.notice("closing connection of \(connection.caller.identity): it has read none of its replies for \(limits.writeTimeout) ms")
+                connection.close()
+            } else if draining && (pastDeadline || (connection.isIdle && now >= connection.lastActivity && now - connection.lastActivity >= WorkerLoop.drainQuietMilliseconds)) {
                 if pastDeadline && !connection.isIdle {
                     logger.warning("drain deadline passed: closing connection of \(connection.caller.identity) with work pending")
                 }
                 connection.close()
-            } else if limits.idleTimeout > 0, connection.isIdle, now - connection.lastActivity > UInt64(limits.idleTimeout) {
+            } else if limits.idleTimeout > 0, connection.isIdle, now >= connection.lastActivity, now - connection.lastActivity > UInt64(limits.idleTimeout) {
                 logger.debug("closing idle connection of \(connection.caller.identity)")
                 connection.close()
             }
@@ -271,6 +303,7 @@ final class OffloadedBatch: @unchecked Sendable {
 
     func finish() {
         counters.update { $0.inFlight -= 1 }
-        connection.deliverOffloaded(reply.bytes, caller: caller)
+        connection.worker.offloadFinished()
+        connection.deliverOffloaded(reply.bytes, refusals: caller.refusals)
     }
 }

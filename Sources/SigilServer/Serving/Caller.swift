@@ -14,27 +14,49 @@ struct Caller: Sendable {
     /// The matching rules that grant SIGN_REQUEST: the hot path scans only these.
     private var signRequestRules: [AccessRule] = []
     /// Refusals logged one per line on this connection. After a few, a flood of refusals is
-    /// logged as periodic summaries instead (`unloggedRefusals`), so every refusal is still
-    /// accounted for in the log without letting one client fill the journal.
-    var refusalsLogged = 0
-    /// Refusals since the last summary line, by operation name.
-    var unloggedRefusals: [String: Int] = [:]
+    /// logged as periodic summaries instead, so every refusal is still accounted for in the log
+    /// without letting one client fill the journal.
+    struct Refusals: Sendable {
+        var logged = 0
+        /// Refusals since the last summary line, by operation name (saturating).
+        var unlogged: [String: Int] = [:]
+
+        mutating func count(_ op: String) {
+            unlogged[op, default: 0] = Refusals.saturatingAdd(unlogged[op, default: 0], 1)
+        }
+
+        static func saturatingAdd(_ a: Int, _ b: Int) -> Int {
+            let (sum, overflow) = a.addingReportingOverflow(b)
+            return overflow ? Int.max : sum
+        }
+    }
+
+    var refusals = Refusals()
 
     static let refusalsLoggedIndividually = 8
 
     /// The summary line for refusals not yet logged, and resets them; nil when there are none.
     mutating func takeRefusalSummary() -> String? {
-        guard !unloggedRefusals.isEmpty else { return nil }
-        let total = unloggedRefusals.values.reduce(0, +)
-        let detail = unloggedRefusals.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
-        unloggedRefusals = [:]
+        guard !refusals.unlogged.isEmpty else { return nil }
+        let total = refusals.unlogged.values.reduce(0, Refusals.saturatingAdd)
+        let detail = refusals.unlogged.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+        refusals.unlogged = [:]
         return "refused \(total) more request(s) for \(identity): \(detail)"
     }
 
-    /// Folds in what a copy of this caller (an offloaded batch) recorded.
-    mutating func merge(refusalsFrom other: Caller) {
-        refusalsLogged = max(refusalsLogged, other.refusalsLogged)
-        for (op, count) in other.unloggedRefusals { unloggedRefusals[op, default: 0] += count }
+    /// A copy for an offloaded batch: same rules and logging state, no refusals of its own yet.
+    func forBatch() -> Caller {
+        var copy = self
+        copy.refusals.unlogged = [:]
+        return copy
+    }
+
+    /// Folds in what a batch's copy recorded (only its own refusals: see `forBatch`).
+    mutating func merge(_ batch: Refusals) {
+        refusals.logged = max(refusals.logged, batch.logged)
+        for (op, count) in batch.unlogged {
+            refusals.unlogged[op] = Refusals.saturatingAdd(refusals.unlogged[op, default: 0], count)
+        }
     }
 
     init(credentials: PeerCredentials, listener: String) {

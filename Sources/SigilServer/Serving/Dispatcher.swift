@@ -2,6 +2,19 @@ import Logging
 import SigilCore
 import SigilPosix
 
+extension String {
+    /// At most `limit` UTF-8 bytes, cut on a character boundary, with "…" when cut.
+    func truncatedUTF8(_ limit: Int) -> String {
+        guard utf8.count > limit else { return self }
+        var result = ""
+        for character in self {
+            guard result.utf8.count + character.utf8.count <= limit - 3 else { break }
+            result.append(character)
+        }
+        return result + "…"
+    }
+}
+
 /// Turns one request frame into one response frame. No I/O: the loop hands it bytes and gets
 /// bytes back, so it is tested directly as well as through the daemon. One per thread (it owns
 /// scratch buffers).
@@ -143,14 +156,14 @@ struct Dispatcher {
 
     private func refuse(_ op: Opcode, _ why: String, caller: inout Caller) {
         counters.update { $0.denied += 1 }
-        if caller.refusalsLogged < Caller.refusalsLoggedIndividually {
-            caller.refusalsLogged += 1
+        if caller.refusals.logged < Caller.refusalsLoggedIndividually {
+            caller.refusals.logged += 1
             logger.warning("refused \(op) for \(caller.identity): \(why)")
-            if caller.refusalsLogged == Caller.refusalsLoggedIndividually {
+            if caller.refusals.logged == Caller.refusalsLoggedIndividually {
                 logger.warning("further refusals for \(caller.identity) on this connection are summarised every 10 s")
             }
         } else {
-            caller.unloggedRefusals[op.name, default: 0] += 1
+            caller.refusals.count(op.name)
         }
     }
 
@@ -284,12 +297,16 @@ struct Dispatcher {
             if origin.isEmpty, let first = params.authorizations.lazy.compactMap({ try? XMatrixAuthorization(parsing: $0) }).first {
                 origin = first.origin
             }
-            response = .verifiedRequest(RequestVerification(verdict: RequestVerdict(result), origin: origin, keyID: keyID, detail: result.description))
+            // The detail can quote the request (a header parameter, a JSON key): keep it short.
+            response = .verifiedRequest(
+                RequestVerification(verdict: RequestVerdict(result), origin: origin, keyID: keyID, detail: result.description.truncatedUTF8(1024)))
         case .keyDocument(let name, let validUntil):
             let keys = try server(name, op, caller: &caller, state: state)
+            // Never sign a document for longer than the configured validity (at most 7 days): a
+            // long-lived signed document could be replayed to keep a retired key looking current.
             let now = Posix.wallClockMilliseconds()
-            let until = validUntil == 0 ? now + (state.documentValidity[name] ?? 86_400_000) : Int64(clamping: validUntil)
-            guard until <= canonicalJSONMaxInteger else { throw WireFailure(.badRequest, "valid_until_ts is beyond 2^53") }
+            let latest = now + (state.documentValidity[name] ?? 86_400_000)
+            let until = validUntil == 0 ? latest : min(Int64(clamping: validUntil), latest)
             response = .keyDocument(KeyDocument.build(for: keys, validUntilTS: until))
         case .stats:
             flushCounters()  // so the figures include this turn's requests, this one too
