@@ -57,6 +57,11 @@ struct KeyFileErrorTests {
         KeyFileErrorCase("bad second line", "ed25519 a \(BadKeys.synapseSeed)\n\ned25519 b", 3, .fieldCount(2)),
         KeyFileErrorCase("version with a quote", "ed25519 a\"b \(BadKeys.synapseSeed)", 1, .invalidKeyVersion("a\"b")),
         KeyFileErrorCase("version with a comma", "ed25519 a,b \(BadKeys.synapseSeed)", 1, .invalidKeyVersion("a,b")),
+        KeyFileErrorCase("non-ASCII version", "ed25519 é \(BadKeys.synapseSeed)", 1, .invalidKeyVersion(nil)),
+        KeyFileErrorCase(
+            "version of 65 characters", "ed25519 \(String(repeating: "a", count: 65)) \(BadKeys.synapseSeed)", 1, .invalidKeyVersion(nil)),
+        KeyFileErrorCase("bad version and bad seed: the version is reported", "ed25519 a\"b \(BadKeys.seed31)", 1, .invalidKeyVersion("a\"b")),
+        KeyFileErrorCase("fields swapped: seed, then version", "ed25519 \(BadKeys.synapseSeed) e5d0oC", 1, .seedLength(4)),
         KeyFileErrorCase("31-byte seed", "ed25519 a \(BadKeys.seed31)", 1, .seedLength(31)),
         KeyFileErrorCase("31-byte seed, padded", "ed25519 a \(BadKeys.seed31Padded)", 1, .seedLength(31)),
         KeyFileErrorCase("33-byte seed is refused, not truncated", "ed25519 a \(BadKeys.seed33)", 1, .seedLength(33)),
@@ -85,6 +90,16 @@ struct KeyFileErrorTests {
             "Key-ID without algorithm", BadKeys.mmr("Version: 1\nKey-ID: e5d0oC\n"), 3, .keyIDNotEd25519("e5d0oC")),
         KeyFileErrorCase(
             "Key-ID with empty version", BadKeys.mmr("Key-ID: ed25519:\n", type: "MATRIX PRIVATE KEY"), 2, .keyIDNotEd25519("ed25519:")),
+        KeyFileErrorCase(
+            "Key-ID version of 65 characters", BadKeys.mmr("Key-ID: ed25519:\(String(repeating: "a", count: 65))\nVersion: 1\n"), 2,
+            .keyIDNotEd25519(nil)),
+        KeyFileErrorCase("Key-ID with a quote", BadKeys.mmr("Key-ID: ed25519:a\"b\nVersion: 1\n"), 2, .keyIDNotEd25519("ed25519:a\"b")),
+        KeyFileErrorCase("Key-ID with a non-ASCII version", BadKeys.mmr("Key-ID: ed25519:é\nVersion: 1\n"), 2, .keyIDNotEd25519(nil)),
+        KeyFileErrorCase(
+            "Key-ID is a seed, body is not", BadKeys.mmr("Key-ID: ed25519:\(BadKeys.pemSeed)\nVersion: 1\n", body: "e5d0oC"), 5, .seedLength(4)),
+        KeyFileErrorCase(
+            "bad Key-ID and bad body: the Key-ID is reported", BadKeys.mmr("Key-ID: ed25519:a,b\nVersion: 1\n", body: BadKeys.seed31Padded), 2,
+            .keyIDNotEd25519("ed25519:a,b")),
         KeyFileErrorCase("MMR: missing Version", BadKeys.mmr("Key-ID: ed25519:e5d0oC\n"), 1, .missingVersionHeader),
         KeyFileErrorCase("MMR: Version 2", BadKeys.mmr("Key-ID: ed25519:e5d0oC\nVersion: 2\n"), 1, .unsupportedVersionHeader("2")),
         KeyFileErrorCase("MMR: empty Version", BadKeys.mmr("Key-ID: ed25519:e5d0oC\nVersion:\n"), 1, .unsupportedVersionHeader(nil)),
@@ -97,6 +112,10 @@ struct KeyFileErrorTests {
         KeyFileErrorCase(
             "duplicate long header name is not echoed", BadKeys.mmr("\(String(repeating: "X", count: 25)): 1\n\(String(repeating: "X", count: 25)): 2\n"), 3,
             .duplicateHeader("(a long name)")),
+        KeyFileErrorCase(
+            "a header name is the same without trailing spaces", BadKeys.mmr("Key-ID \t: ed25519:a\nKey-ID: ed25519:b\nVersion: 1\n"), 3,
+            .duplicateHeader("Key-ID")),
+        KeyFileErrorCase("duplicate unknown header", BadKeys.mmr("Comment: x\nKey-ID: ed25519:a\nComment: y\nVersion: 1\n"), 4, .duplicateHeader("Comment")),
         KeyFileErrorCase("header with an empty name", BadKeys.mmr(": value\nKey-ID: ed25519:a\nVersion: 1\n"), 2, .malformedHeader),
 
         // PEM bodies.
@@ -167,6 +186,29 @@ struct KeyFileErrorTests {
     func malformedCRLF(bad: KeyFileErrorCase) {
         #expect(throws: KeyFileError(path: "bad.key", line: bad.line, bad.problem)) {
             try KeyFile(fixture: bad.text.replacing("\n", with: "\r\n"), path: "bad.key")
+        }
+    }
+
+    @Test("a header name that is not UTF-8 is malformed")
+    func headerNameNotUTF8() throws {
+        let text = Array(BadKeys.mmr("K?: x\nKey-ID: ed25519:a\nVersion: 1\n").utf8)
+        let question = try #require(text.firstIndex(of: UInt8(ascii: "?")))
+        var bytes = text
+        bytes[question] = 0xFF  // never valid in UTF-8
+        let buffer = try GuardedBuffer(count: bytes.count, lockPolicy: .warn)
+        buffer.withUnsafeMutableBytes { $0.copyBytes(from: bytes) }
+        #expect(throws: KeyFileError(path: "bad.key", line: 2, .malformedHeader)) { try KeyFile(contents: buffer, path: "bad.key") }
+    }
+
+    @Test("versions of 1 to 64 characters are read, in every format")
+    func versionLengths() throws {
+        for version in ["a", String(repeating: "v", count: 64)] {
+            let synapse = try KeyFile(fixture: "ed25519 \(version) \(BadKeys.synapseSeed)")
+            #expect(synapse.keyIDs.map(\.version) == [version])
+            let mmr = try KeyFile(fixture: BadKeys.mmr("Key-ID: ed25519:\(version)\nVersion: 1\n"))
+            #expect(mmr.keyIDs.map(\.version) == [version])
+            let dendrite = try KeyFile(fixture: BadKeys.mmr("Key-ID: ed25519:\(version)\n", type: "MATRIX PRIVATE KEY"))
+            #expect(dendrite.keyIDs.map(\.version) == [version])
         }
     }
 

@@ -34,7 +34,65 @@ struct KeyFileSecretHygieneTests {
         ("seed in an unterminated block", "-----BEGIN MMR PRIVATE KEY-----\n\(BadKeys.mmrHeaders)\n\(pem)\n"),
         ("seed with a bad MMR version", BadKeys.mmr("Key-ID: ed25519:a\nVersion: 3\n", body: pem)),
         ("seed too long in PEM", BadKeys.mmr(BadKeys.mmrHeaders, body: String(pem.dropLast()) + "AAAA")),
+        ("seed and version swapped", "ed25519 \(synapse) v"),
+        ("seed as Key-ID version, body not a seed", BadKeys.mmr("Key-ID: ed25519:\(pem)\nVersion: 1\n", body: "e5d0oC")),
     ]
+
+    /// Files with a seed where a version belongs and no valid seed where the seed belongs: the
+    /// seed passes the checks a version gets, and the file fails only at its seed field.
+    static let misplacedSeeds: [(String, String)] = [
+        ("Synapse fields swapped", "ed25519 \(synapse) e5d0oC"),
+        ("Synapse fields swapped, padded seed", "ed25519 \(pem) v"),
+        ("Synapse: seed as version, short seed", "ed25519 \(synapse) \(BadKeys.seed31)"),
+        ("Synapse: a good line, then fields swapped", "ed25519 a \(pem)\ned25519 \(synapse) e5d0oC"),
+        ("Synapse: fields swapped, then a good line", "ed25519 \(synapse) e5d0oC\ned25519 a \(pem)"),
+        ("MMR: seed as Key-ID version, body not a seed", BadKeys.mmr("Key-ID: ed25519:\(pem)\nVersion: 1\n", body: "e5d0oC")),
+        ("MMR: seed as Key-ID version, empty body", "-----BEGIN MMR PRIVATE KEY-----\nKey-ID: ed25519:\(synapse)\nVersion: 1\n\n-----END MMR PRIVATE KEY-----\n"),
+        ("Dendrite: seed as Key-ID version, short seed",
+            BadKeys.mmr("Key-ID: ed25519:\(synapse)\n", body: BadKeys.seed31Padded, type: "MATRIX PRIVATE KEY")),
+        ("Dendrite: a good block, then seed as Key-ID version", KeyFixtures.dendrite + BadKeys.mmr("Key-ID: ed25519:\(pem)\n", body: "AAAA", type: "MATRIX PRIVATE KEY")),
+    ]
+
+    /// Records what the parser turns into text (`KeyFileParser.versionTextObserver`). Used by one
+    /// test at a time, on the test's own thread.
+    final class VersionTexts: @unchecked Sendable {
+        var made: [String] = []
+
+        func parse(_ text: String) throws -> KeyFile {
+            try KeyFileParser.$versionTextObserver.withValue({ [self] in made.append($0) }) { try KeyFile(fixture: text) }
+        }
+    }
+
+    @Test("a seed where a version belongs never becomes a String, even for a moment", arguments: misplacedSeeds)
+    func misplacedSeedNeverText(name: String, text: String) throws {
+        let texts = VersionTexts()
+        #expect(throws: KeyFileError.self, "\(name) should fail to parse") { try texts.parse(text) }
+        // Versions of earlier, good entries may have been made; never anything with a seed in it.
+        for made in texts.made {
+            #expect(!made.contains(Self.synapse.prefix(16)) && !made.contains(Self.pem.prefix(16)), "\(name): made \(made.count) bytes of a seed into text")
+            #expect(made.utf8.count < 16, "\(name): \(made)")
+        }
+    }
+
+    @Test("only versions become Strings, each once, after its entry's seed is checked")
+    func versionTextsOfGoodFiles() throws {
+        for (text, versions) in [
+            (KeyFixtures.synapse, [KeyFixtures.synapse1.version, KeyFixtures.synapse2.version]),
+            (KeyFixtures.mmrMulti, [KeyFixtures.mmr1.version, KeyFixtures.mmr2.version]),
+            (KeyFixtures.dendrite, [KeyFixtures.dendrite1.version]),
+        ] {
+            let texts = VersionTexts()
+            let file = try texts.parse(text)
+            #expect(texts.made == versions)
+            #expect(file.keyIDs.map(\.version) == versions)
+        }
+        // A bad seed: its line's version is never made into text.
+        let texts = VersionTexts()
+        #expect(throws: KeyFileError(path: "<fixture>", line: 2, .seedLength(31))) {
+            try texts.parse("ed25519 a \(Self.synapse)\ned25519 b \(BadKeys.seed31)")
+        }
+        #expect(texts.made == ["a"])
+    }
 
     @Test("no error description contains the seed", arguments: files)
     func noSeedInErrors(name: String, text: String) throws {

@@ -186,7 +186,7 @@ private struct CanonicalWriter {
             if memberStack.count > stackBase {
                 let previous = memberStack[memberStack.count - 1].key
                 switch compareKeys(previous, keyRange) {
-                case .orderedSame: throw JSONError(.duplicateKey(keyString(keyRange)), at: keyOffset)
+                case .orderedSame: throw JSONError(.duplicateKey(echoing: keyBytes[keyRange]), at: keyOffset)
                 case .orderedDescending: sorted = false
                 case .orderedAscending: break
                 }
@@ -214,33 +214,32 @@ private struct CanonicalWriter {
     }
 
     /// Rewrites the object at `objectStart` with its members in key order.
+    ///
+    /// Touches only this object's entries, `memberStack[stackBase...]`, in place: copying the
+    /// whole stack (which holds the members of every enclosing object read so far) would make a
+    /// document of many small unsorted objects quadratic.
     mutating func relayout(objectStart: Int, stackBase: Int) throws(JSONError) {
-        var order = Array(stackBase..<memberStack.count)
-        let keys = keyBytes
-        let stack = memberStack
-        order.sort { a, b in
-            keys[stack[a].key].lexicographicallyPrecedes(keys[stack[b].key])
+        // This object's entries, sorted by key. `keyBytes` is only read while sorting, so
+        // borrowing it through `self` copies nothing.
+        var entries = Array(memberStack[stackBase...])
+        entries.sort { a, b in
+            keyBytes[a.key].lexicographicallyPrecedes(keyBytes[b.key])
         }
-        for i in 1..<order.count where compareKeys(memberStack[order[i - 1]].key, memberStack[order[i]].key) == .orderedSame {
-            let later = max(memberStack[order[i - 1]].offset, memberStack[order[i]].offset)
-            throw JSONError(.duplicateKey(keyString(memberStack[order[i]].key)), at: later)
+        for i in 1..<entries.count where compareKeys(entries[i - 1].key, entries[i].key) == .orderedSame {
+            let later = max(entries[i - 1].offset, entries[i].offset)
+            throw JSONError(.duplicateKey(echoing: keyBytes[entries[i].key]), at: later)
         }
         let original = Array(out[objectStart...])
         out.removeSubrange(objectStart...)
         out.append(UInt8(ascii: "{"))
-        var relocated = memberStack
-        for (position, index) in order.enumerated() {
+        for (position, entry) in entries.enumerated() {
             if position > 0 { out.append(UInt8(ascii: ",")) }
-            let entry = memberStack[index]
             let newStart = out.count
             out.append(contentsOf: original[(entry.member.lowerBound - objectStart)..<(entry.member.upperBound - objectStart)])
             let shift = newStart - entry.member.lowerBound
-            relocated[stackBase + position] = (
-                entry.key, newStart..<out.count, entry.valueStart + shift, entry.offset
-            )
+            memberStack[stackBase + position] = (entry.key, newStart..<out.count, entry.valueStart + shift, entry.offset)
         }
         out.append(UInt8(ascii: "}"))
-        memberStack = relocated
     }
 
     func compareKeys(_ a: Range<Int>, _ b: Range<Int>) -> Ordering {

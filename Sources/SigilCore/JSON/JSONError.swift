@@ -9,10 +9,12 @@ public struct JSONError: Error, Equatable, Sendable, CustomStringConvertible {
         case loneSurrogate
         case controlCharacterInString
         case invalidNumber
-        /// Not an integer (a fraction, or a float that is not whole).
+        /// Not an integer: a float (any number with a fraction part, `1.0` included), or an
+        /// exponent that leaves a fraction (`1e-1`).
         case notAnInteger
         /// Outside ±(2^53−1).
         case integerOutOfRange
+        /// The key, cut to `maxEchoedKeyScalars` Unicode scalars (see `duplicateKey(echoing:)`).
         case duplicateKey(String)
         case tooDeep(limit: Int)
         case tooLarge(limit: Int)
@@ -51,6 +53,32 @@ public struct JSONError: Error, Equatable, Sendable, CustomStringConvertible {
         case .wrongType(let expected): what = "expected \(expected)"
         }
         return "\(what) at byte \(offset)"
+    }
+}
+
+extension JSONError.Kind {
+    /// The most Unicode scalars of a key that a `duplicateKey` error repeats.
+    static let maxEchoedKeyScalars = 64
+
+    /// `duplicateKey` for the key with this (valid) UTF-8, cut to `maxEchoedKeyScalars` scalars
+    /// with "…" appended when cut: a key can be as long as the document, and the error ends up in
+    /// replies and logs. Stops decoding one scalar past the cut.
+    static func duplicateKey<Key: Collection<UInt8>>(echoing utf8: Key) -> Self {
+        var shown = String.UnicodeScalarView()
+        var kept = 0
+        var iterator = utf8.makeIterator()
+        var decoder = UTF8()
+        while true {
+            let scalar: Unicode.Scalar
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let decoded): scalar = decoded
+            case .error: scalar = "\u{FFFD}"
+            case .emptyInput: return .duplicateKey(String(shown))
+            }
+            guard kept < maxEchoedKeyScalars else { return .duplicateKey(String(shown) + "…") }
+            shown.append(scalar)
+            kept += 1
+        }
     }
 }
 

@@ -140,8 +140,14 @@ struct JSONScanner {
         position += length
     }
 
-    /// Consumes a number. Any JSON number syntax is read, and accepted only if its exact value is
-    /// an integer within ±(2^53−1): `1e10` is 10000000000, `-0` is 0, `1.5` is refused.
+    /// Consumes a number: an integer within ±(2^53−1), written with or without an exponent.
+    /// Any JSON number syntax is read (malformed syntax is `.invalidNumber`), then:
+    ///
+    /// - a number with a fraction part (a `.`) is a float and is refused as `.notAnInteger`,
+    ///   whatever its value: `1.0`, `-0.0`, `1.50e1` and `1.5` all are;
+    /// - otherwise its value must be a whole number (`1e10` is 10000000000, `150e-1` is 15,
+    ///   `0e99` and `-0` are 0; `1e-1` is `.notAnInteger`) within ±(2^53−1)
+    ///   (`.integerOutOfRange` if not).
     ///
     /// The value is D × 10^E, where D is the significant digits without trailing zeros; it is an
     /// integer exactly when E ≥ 0, so no floating point is ever involved.
@@ -156,7 +162,7 @@ struct JSONScanner {
         var length = 0  // digits in D
         var tooLong = false
         var pendingZeros = 0  // zeros seen since the last non-zero digit
-        var fractionDigits = 0
+        var hasFraction = false
 
         @inline(__always) func push(_ digit: UInt8) {
             if digit == 0 {
@@ -189,13 +195,11 @@ struct JSONScanner {
             throw JSONError(.invalidNumber, at: start)
         }
         if position < input.count, input[position] == UInt8(ascii: ".") {
+            // A float, refused below once its syntax has been checked; its digits do not matter.
+            hasFraction = true
             position += 1
             guard isDigit(position) else { throw JSONError(.invalidNumber, at: start) }
-            while isDigit(position) {
-                push(input[position] - 0x30)
-                fractionDigits += 1
-                position += 1
-            }
+            while isDigit(position) { position += 1 }
         }
         var exponent = 0
         if position < input.count, input[position] | 0x20 == UInt8(ascii: "e") {
@@ -212,8 +216,9 @@ struct JSONScanner {
             }
             if exponentNegative { exponent = -exponent }
         }
-        if length == 0 { return 0 }  // every zero form, -0 included
-        let scale = exponent - fractionDigits + pendingZeros
+        if hasFraction { throw JSONError(.notAnInteger, at: start) }
+        if length == 0 { return 0 }  // every zero form without a fraction: 0, -0, 0e99, -0E-5
+        let scale = exponent + pendingZeros
         if scale < 0 { throw JSONError(.notAnInteger, at: start) }
         if tooLong { throw JSONError(.integerOutOfRange, at: start) }
         for _ in 0..<min(scale, 17) {

@@ -215,7 +215,7 @@ private struct TreeParser {
                 let key = string()
                 try scanner.expect(UInt8(ascii: ":"))
                 let member = try value(depth: depth + 1)
-                if object.insert(key, member) { throw JSONError(.duplicateKey(key), at: keyOffset) }
+                if object.insert(key, member) { throw JSONError(.duplicateKey(echoing: key.utf8), at: keyOffset) }
                 let next = try scanner.peek()
                 scanner.position += 1
                 if next == UInt8(ascii: "}") { return .object(object) }

@@ -32,6 +32,11 @@ public struct KeyFile: Sendable {
     /// The largest key file read: far more than any real one, small enough to hold in locked memory.
     public static let maxSize = 1 << 20
 
+    /// The longest key version (the part after `ed25519:`) read from a key file, in bytes, in
+    /// every format: real versions are a few characters (`a_RVfN`), and the bound is checked on
+    /// the file's bytes before a version is ever turned into a `String`.
+    public static let maxVersionLength = 64
+
     public let path: String
     public let format: KeyFileFormat
     public let entries: [Entry]

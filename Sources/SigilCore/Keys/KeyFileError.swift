@@ -61,11 +61,11 @@ public struct KeyFileError: Error, Equatable, Sendable, CustomStringConvertible 
             return "a bare key with no algorithm or version (an old Synapse format); write it as 'ed25519 VERSION SEED'"
         case .unsupportedAlgorithm(let name): return "unsupported key algorithm \(quoted(name, or: "(a long field)")); only ed25519 is supported"
         case .invalidKeyVersion(let version):
-            return "invalid key version \(quoted(version, or: "(a long field)")): it must be printable ASCII without spaces, quotes, commas or backslashes"
+            return "invalid key version \(quoted(version, or: "(a long field)")): it must be 1 to \(KeyFile.maxVersionLength) characters of printable ASCII without spaces, quotes, commas or backslashes"
         case .invalidSeedEncoding(let why): return "the seed is not valid base64: \(why)"
         case .seedLength(let count): return "the seed is \(count) bytes; an Ed25519 seed is exactly 32 bytes"
         case .missingKeyID: return "missing Key-ID header"
-        case .keyIDNotEd25519(let id): return "Key-ID \(quoted(id, or: "(a long value)")) does not denote an ed25519 key (expected 'ed25519:VERSION')"
+        case .keyIDNotEd25519(let id): return "Key-ID \(quoted(id, or: "(a long value)")) does not denote an ed25519 key (expected 'ed25519:VERSION', with VERSION 1 to \(KeyFile.maxVersionLength) characters of printable ASCII without spaces, quotes, commas or backslashes)"
         case .missingVersionHeader: return "missing Version header (MMR keys need 'Version: 1')"
         case .unsupportedVersionHeader(let version): return "unsupported MMR key format Version \(quoted(version, or: "(a long value)")); only 1 is known"
         case .duplicateHeader(let name): return "header '\(name)' appears twice"

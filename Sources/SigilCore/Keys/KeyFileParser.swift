@@ -69,6 +69,19 @@ struct KeyFileParser {
         slice(range).elementsEqual(text.utf8)
     }
 
+    /// Told of every String the parser makes from a version, for tests: nothing else, and in
+    /// particular no seed in the wrong field, may ever become one.
+    @TaskLocal static var versionTextObserver: (@Sendable (String) -> Void)?
+
+    /// The key ID for a version already checked on its bytes with `KeyID.isValidVersion(utf8:)`,
+    /// and only once the entry's seed has been checked: the only place a version from a file
+    /// becomes a String.
+    private func checkedKeyID(version range: Range<Int>) -> KeyID? {
+        let version = String(decoding: slice(range), as: UTF8.self)
+        Self.versionTextObserver?(version)
+        return KeyID(version: version)
+    }
+
     private func checkSeed(_ range: Range<Int>, line: Int) throws(KeyFileError) {
         let count: Int
         do {
@@ -103,11 +116,18 @@ struct KeyFileParser {
             guard equals(fields[0], KeyID.algorithm) else {
                 throw error(line.number, .unsupportedAlgorithm(echoable(slice(fields[0]))))
             }
+            // Nothing that could be a seed becomes a String. The version is checked on its bytes,
+            // and the seed field before the version is turned into text: with the fields swapped
+            // (`ed25519 SEED VERSION`) the seed passes as a version, but field 3 then fails as a
+            // seed, and the line is refused with the seed still only bytes in the guarded file.
             let versionBytes = slice(fields[1])
-            guard let version = String(validating: versionBytes, as: UTF8.self), let id = KeyID(version: version) else {
+            guard KeyID.isValidVersion(utf8: versionBytes, maxLength: KeyFile.maxVersionLength) else {
                 throw error(line.number, .invalidKeyVersion(echoable(versionBytes)))
             }
             try checkSeed(fields[2], line: line.number)
+            guard let id = checkedKeyID(version: fields[1]) else {
+                throw error(line.number, .invalidKeyVersion(echoable(versionBytes)))  // not reached: checked above
+            }
             entries.append(KeyFile.Entry(id: id, line: line.number, seedText: fields[2]))
         }
         return entries
@@ -163,7 +183,9 @@ struct KeyFileParser {
         var index = begin + 1
         var keyID: (value: Range<Int>, line: Int)?
         var version: Range<Int>?
-        var seenHeaders: Set<String> = []
+        // Header names are compared as bytes, never made into Strings: a name can be anything,
+        // a seed included.
+        var seenHeaders: Set<HeaderName> = []
 
         // Headers: "Name: value" lines, up to a blank line or the first line without a colon.
         while index < lines.count {
@@ -178,20 +200,23 @@ struct KeyFileParser {
             var valueStart = nameRange.upperBound + 1
             while valueStart < line.range.upperBound, bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09 { valueStart += 1 }
             let valueRange = valueStart..<line.range.upperBound
-            guard let name = String(validating: slice(nameRange), as: UTF8.self), !name.isEmpty else {
+            guard !nameRange.isEmpty, UTF8Validation.isValid(slice(nameRange)) else {
                 throw error(line.number, .malformedHeader)
             }
-            let trimmedName = name.trimmingTrailingSpaces()
-            if !seenHeaders.insert(trimmedName).inserted {
+            // Without trailing spaces and tabs. The line is trimmed, so the name starts with
+            // neither and stays non-empty.
+            var nameEnd = nameRange.upperBound
+            while nameEnd > nameRange.lowerBound, bytes[nameEnd - 1] == 0x20 || bytes[nameEnd - 1] == 0x09 { nameEnd -= 1 }
+            let trimmedName = nameRange.lowerBound..<nameEnd
+            if !seenHeaders.insert(HeaderName(bytes: slice(trimmedName))).inserted {
                 // Echo the name only when it cannot be a seed, like every other field in an error.
-                let shown = Array(trimmedName.utf8).withUnsafeBytes { echoable($0) } ?? "(a long name)"
-                throw error(line.number, .duplicateHeader(shown))
+                throw error(line.number, .duplicateHeader(echoable(slice(trimmedName)) ?? "(a long name)"))
             }
-            switch trimmedName {
-            case "Key-ID": keyID = (valueRange, line.number)
-            case "Version": version = valueRange
-            default: break  // Go's PEM reader keeps unknown headers; so do we, ignoring them.
-            }
+            if equals(trimmedName, "Key-ID") {
+                keyID = (valueRange, line.number)
+            } else if equals(trimmedName, "Version") {
+                version = valueRange
+            }  // Go's PEM reader keeps unknown headers; so do we, ignoring them.
             index += 1
         }
 
@@ -216,10 +241,16 @@ struct KeyFileParser {
             guard equals(version, "1") else { throw error(beginLine.number, .unsupportedVersionHeader(echoable(slice(version)))) }
         }
         guard let keyID else { throw error(beginLine.number, .missingKeyID) }
+        // Checked on its bytes, like a Synapse version; it becomes a String only once the body
+        // has passed as the seed (below), so a seed in the Key-ID of a bad block never does.
         let idBytes = slice(keyID.value)
-        guard let idText = String(validating: idBytes, as: UTF8.self), let id = KeyID(idText) else {
+        let prefixLength = KeyID.algorithm.utf8.count + 1
+        guard idBytes.count > prefixLength, equals(keyID.value.lowerBound..<(keyID.value.lowerBound + prefixLength), KeyID.algorithm + ":"),
+            KeyID.isValidVersion(utf8: idBytes.dropFirst(prefixLength), maxLength: KeyFile.maxVersionLength)
+        else {
             throw error(keyID.line, .keyIDNotEd25519(idBytes.count <= 64 ? echoableType(keyID.value) : nil))
         }
+        let versionRange = (keyID.value.lowerBound + prefixLength)..<keyID.value.upperBound
 
         let seedRange: Range<Int>
         if bodyStart < endIndex {
@@ -228,14 +259,17 @@ struct KeyFileParser {
             seedRange = endLine.range.lowerBound..<endLine.range.lowerBound
         }
         try checkSeed(seedRange, line: bodyStart < endIndex ? lines[bodyStart].number : endLine.number)
+        guard let id = checkedKeyID(version: versionRange) else {
+            throw error(keyID.line, .keyIDNotEd25519(nil))  // not reached: checked on the bytes above
+        }
         return (KeyFile.Entry(id: id, line: beginLine.number, seedText: seedRange), endIndex + 1)
     }
 }
 
-extension String {
-    func trimmingTrailingSpaces() -> String {
-        var result = Substring(self)
-        while let last = result.last, last == " " || last == "\t" { result = result.dropLast() }
-        return String(result)
-    }
+/// A PEM header name within the file's bytes, compared and hashed by those bytes.
+private struct HeaderName: Hashable {
+    let bytes: UnsafeRawBufferPointer
+
+    static func == (a: HeaderName, b: HeaderName) -> Bool { a.bytes.elementsEqual(b.bytes) }
+    func hash(into hasher: inout Hasher) { hasher.combine(bytes: bytes) }
 }

@@ -35,11 +35,18 @@ public struct KeyID: Hashable, Sendable, Comparable, CustomStringConvertible {
         return KeyID(version: String(chosen))!
     }
 
-    /// A version must be non-empty printable ASCII without spaces, quotes, backslashes or commas,
-    /// so that it survives key files and X-Matrix headers unchanged.
+    /// A version must be 1 to 255 bytes of printable ASCII without spaces, quotes, backslashes or
+    /// commas, so that it survives key files and X-Matrix headers unchanged. (Key files allow at
+    /// most `KeyFile.maxVersionLength` bytes.)
     public static func isValidVersion(_ version: String) -> Bool {
-        !version.isEmpty && version.utf8.count <= 255
-            && version.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: ",") }
+        isValidVersion(utf8: version.utf8)
+    }
+
+    /// `isValidVersion` on raw bytes, so that a field of a key file can be checked before it is
+    /// turned into a `String`; `maxLength` may only tighten the limit of 255 bytes.
+    static func isValidVersion<Bytes: Collection<UInt8>>(utf8 version: Bytes, maxLength: Int = 255) -> Bool {
+        !version.isEmpty && version.count <= min(maxLength, 255)
+            && version.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: ",") }
     }
 
     /// The spec asks for `[a-zA-Z0-9_]`; other characters work with most servers but merit a warning.
