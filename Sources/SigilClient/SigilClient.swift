@@ -19,14 +19,15 @@ public final class SigilClient: Sendable {
     public func connected() throws(SigilClientError) -> SigilConnection {
         if let live = connection.withLock({ $0 }), !live.isClosed { return live }
         let fresh = try SigilConnection(path: socketPath)
-        return connection.withLock { current in
-            if let live = current, !live.isClosed {
-                fresh.close()
-                return live
-            }
-            current = fresh
-            return fresh
+        let (chosen, discarded) = connection.withLock { current -> (SigilConnection, SigilConnection?) in
+            if let live = current, !live.isClosed { return (live, fresh) }
+            defer { current = fresh }
+            return (fresh, current)
         }
+        // Closed outside the lock: closing joins the connection's reader thread, which may be in a
+        // completion handler that is itself waiting for this lock.
+        discarded?.close()
+        return chosen
     }
 
     public func close() {
