@@ -85,15 +85,7 @@ public final class XMatrixSigner {
         guard XMatrixFields.isServerName(destination) else { throw .invalidDestination }
         guard XMatrixFields.isMethod(method) else { throw .invalidMethod }
         guard XMatrixFields.isURI(uri) else { throw .invalidURI }
-        var canonicalContent: [UInt8]?
-        if let content {
-            do {
-                canonicalContent = try CanonicalJSON.canonicalize(content)
-            } catch {
-                throw .invalidContent(error)
-            }
-        }
-        let layout = XMatrixFields.SignableLayout(origin: origin, destination: destination, method: method, uri: uri, content: canonicalContent)
+        let layout = try XMatrixFields.SignableLayout(origin: origin, destination: destination, method: method, uri: uri, rawContent: content)
         let headerLength = XMatrixFields.headerLength(origin: origin, destination: destination, keyID: key.id)
         reserve(max(layout.total, headerLength))
         let base = scratch.baseAddress!
@@ -170,6 +162,22 @@ enum XMatrixFields {
             self.total = total
         }
 
+        /// The same, canonicalising the request body first (when there is one).
+        init(
+            origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer,
+            uri: UnsafeRawBufferPointer, rawContent: UnsafeRawBufferPointer?
+        ) throws(XMatrixRequestError) {
+            var canonical: [UInt8]?
+            if let rawContent {
+                do {
+                    canonical = try CanonicalJSON.canonicalize(rawContent)
+                } catch {
+                    throw .invalidContent(error)
+                }
+            }
+            self.init(origin: origin, destination: destination, method: method, uri: uri, content: canonical)
+        }
+
         func write(at base: UnsafeMutableRawPointer) {
             var at = base
             func put(_ literal: StaticString) {
@@ -206,15 +214,7 @@ enum XMatrixFields {
         origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer,
         uri: UnsafeRawBufferPointer, content: UnsafeRawBufferPointer?, to out: inout [UInt8]
     ) throws(XMatrixRequestError) {
-        var canonicalContent: [UInt8]?
-        if let content {
-            do {
-                canonicalContent = try CanonicalJSON.canonicalize(content)
-            } catch {
-                throw .invalidContent(error)
-            }
-        }
-        let layout = SignableLayout(origin: origin, destination: destination, method: method, uri: uri, content: canonicalContent)
+        let layout = try SignableLayout(origin: origin, destination: destination, method: method, uri: uri, rawContent: content)
         out.append(contentsOf: [UInt8](unsafeUninitializedCapacity: layout.total) { buffer, count in
             layout.write(at: UnsafeMutableRawPointer(buffer.baseAddress!))
             count = layout.total
