@@ -85,9 +85,23 @@ public struct FrameDecoder: Sendable {
     public private(set) var buffer: [UInt8] = []
     private var consumed = 0
 
-    public init(maxLength: UInt32) {
+    /// The buffer capacity kept when everything has been consumed; a larger one is dropped.
+    public let retainedCapacity: Int
+
+    /// `retainedCapacity`: what a busy connection keeps between reads (a buffer freed and
+    /// reallocated on every read costs the allocator a madvise and the next read page faults).
+    public init(maxLength: UInt32, retainedCapacity: Int = 16384) {
         precondition(maxLength >= 8)
         self.maxLength = maxLength
+        self.retainedCapacity = retainedCapacity
+    }
+
+    /// Gives the buffer's memory back if nothing is waiting in it: for connections gone quiet.
+    public mutating func releaseIdleMemory() {
+        if consumed == buffer.count && buffer.capacity > 0 {
+            buffer = []
+            consumed = 0
+        }
     }
 
     /// Bytes waiting (part of a frame, or frames not yet taken).
@@ -141,8 +155,8 @@ public struct FrameDecoder: Sendable {
     /// Drops consumed bytes once they dominate the buffer, keeping compaction amortised O(1).
     private mutating func compactIfWorthIt() {
         if consumed == buffer.count {
-            // Idle connections should hold no memory: keep a small buffer, drop a large one.
-            buffer.removeAll(keepingCapacity: buffer.capacity <= 16384)
+            // Keep a buffer for the next read unless it has grown past what one read needs.
+            buffer.removeAll(keepingCapacity: buffer.capacity <= retainedCapacity)
             consumed = 0
         } else if consumed > 4096 && consumed * 2 > buffer.count {
             buffer.removeSubrange(0..<consumed)

@@ -18,6 +18,9 @@ final class Connection {
     @exclusivity(unchecked) var output = WireWriter(capacity: 0)
     /// Bytes handed to uv_write and not yet completed.
     private var queuedBytes = 0
+    /// Replies held back while a backlog of requests is worked through go out at this size
+    /// (well below what `resetOutput` keeps, so the buffer is reused).
+    static let deferredOutputLimit = 96 * 1024
     /// When a queued write last completed (or the queue last became non-empty): a client that
     /// reads nothing for `write_timeout` is cut off, freeing what it made us hold.
     private(set) var lastWriteProgress: UInt64 = 0
@@ -40,7 +43,7 @@ final class Connection {
     init(worker: WorkerLoop, fd: Int32, caller: Caller, maxFrameLength: UInt32) throws(UVError) {
         self.worker = worker
         self.caller = caller
-        decoder = FrameDecoder(maxLength: maxFrameLength)
+        decoder = FrameDecoder(maxLength: maxFrameLength, retainedCapacity: 2 * WorkerLoop.readBufferSize)
         lastActivity = worker.loop.now
         pipe = allocateUV(uv_pipe_t.self)
         let initialised = uv_pipe_init(worker.loop.raw, pipe, 0)
@@ -196,6 +199,13 @@ final class Connection {
             pausedForBacklog = true
             stopReading()
             worker.scheduleBacklog(self)
+            // The client is still busy sending, so its replies can wait for the rest of the
+            // backlog: each write wakes the client, and a wake-up costs us more than signing a
+            // few requests. They go out once the input runs dry, or once they fill a buffer.
+            if output.bytes.count < Connection.deferredOutputLimit {
+                closeIfDone()
+                return
+            }
         }
         flush()
         // After a fatal framing error the answer usually goes out in the flush above, with no
@@ -270,8 +280,9 @@ final class Connection {
     }
 
     private func resetOutput() {
-        // Keep a modest buffer for the next replies; give a big one back.
-        if output.bytes.capacity > 65536 {
+        // Keep the buffer for the next replies (a quiet connection gives it back in the sweep);
+        // give back one that grew past a busy connection's usual size.
+        if output.bytes.capacity > 2 * WorkerLoop.readBufferSize {
             output = WireWriter(capacity: 0)
         } else {
             output.bytes.removeAll(keepingCapacity: true)
@@ -334,6 +345,13 @@ final class Connection {
 
     /// Nothing owed and nothing arriving.
     var isIdle: Bool { offloaded == 0 && queuedBytes == 0 && output.bytes.isEmpty && !decoder.hasPartialFrame && !pausedForBacklog }
+
+    /// A quiet connection keeps no buffers: most of a thousand connections are quiet.
+    func releaseIdleMemory() {
+        guard isIdle else { return }
+        decoder.releaseIdleMemory()
+        if output.bytes.capacity > 0 { output = WireWriter(capacity: 0) }
+    }
 
     func closeIfDone() {
         if closeWhenFlushed && offloaded == 0 && queuedBytes == 0 && output.bytes.isEmpty && !pausedForBacklog { close() }

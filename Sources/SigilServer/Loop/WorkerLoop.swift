@@ -32,6 +32,8 @@ final class WorkerLoop {
     static let readBufferSize = 65536
     /// During a drain, a connection closes once nothing is owed and it has been quiet this long.
     static let drainQuietMilliseconds: UInt64 = 100
+    /// A connection silent this long gives back its read and write buffers.
+    static let quietMilliseconds: UInt64 = 1000
 
     init(index: Int, context: ServingContext, mailbox: WorkerMailbox, onStopped: @escaping @Sendable () -> Void) throws(UVError) {
         self.index = index
@@ -237,6 +239,8 @@ final class WorkerLoop {
             } else if limits.idleTimeout > 0, connection.isIdle, now >= connection.lastActivity, now - connection.lastActivity > UInt64(limits.idleTimeout) {
                 logger.debug("closing idle connection of \(connection.caller.identity)")
                 connection.close()
+            } else if now >= connection.lastActivity, now - connection.lastActivity >= WorkerLoop.quietMilliseconds {
+                connection.releaseIdleMemory()
             }
         }
         if draining && connections.isEmpty { stop() }
