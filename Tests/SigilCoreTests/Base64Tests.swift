@@ -150,6 +150,33 @@ struct Base64Tests {
         #expect(String(decoding: appended, as: UTF8.self) == "sig=Zm9vYmEZm9vYmE=")
     }
 
+    @Test("every length from 0 to 100 bytes encodes as a plain bit-by-bit reference does, and never writes past its count")
+    func encodeMatchesReferenceAtEveryLength() {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        func reference(_ bytes: [UInt8], padded: Bool) -> [UInt8] {
+            var bits = bytes.flatMap { byte in (0..<8).reversed().map { byte >> $0 & 1 } }
+            while bits.count % 6 != 0 { bits.append(0) }
+            var out = stride(from: 0, to: bits.count, by: 6).map { start in
+                alphabet[Int(bits[start..<start + 6].reduce(0) { $0 << 1 | $1 })]
+            }
+            while padded && out.count % 4 != 0 { out.append(UInt8(ascii: "=")) }
+            return out
+        }
+        var generator = SystemRandomNumberGenerator()
+        for length in 0...100 {
+            let input = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            for padded in [false, true] {
+                let count = Base64.encodedCount(length, padded: padded)
+                var out = [UInt8](repeating: 0x2E, count: count + 8)
+                input.withUnsafeBytes { raw in
+                    out.withUnsafeMutableBytes { _ = Base64.encode(raw, padded: padded, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<count])) }
+                }
+                #expect(Array(out[..<count]) == reference(input, padded: padded), "\(length) bytes, padded \(padded)")
+                #expect(out[count...].allSatisfy { $0 == 0x2E }, "\(length) bytes: wrote past the end")
+            }
+        }
+    }
+
     @Test("non-contiguous collections encode like arrays")
     func nonContiguous() {
         let bytes: [UInt8] = [0xDE, 0xAD, 0xBE, 0xEF, 0x01]

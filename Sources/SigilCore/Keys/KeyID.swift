@@ -6,11 +6,14 @@ public struct KeyID: Hashable, Sendable, Comparable, CustomStringConvertible {
 
     /// The part after `ed25519:`.
     public let version: String
+    /// `ed25519:<version>`, built once: the daemon sends it with every signature.
+    public let description: String
 
     /// From a version (`a_RVfN`), checked by `isValidVersion`.
     public init?(version: String) {
         guard KeyID.isValidVersion(version) else { return nil }
         self.version = version
+        description = KeyID.algorithm + ":" + version
     }
 
     /// From a full ID (`ed25519:a_RVfN`).
@@ -20,7 +23,6 @@ public struct KeyID: Hashable, Sendable, Comparable, CustomStringConvertible {
         self.init(version: String(full.dropFirst(prefix.count)))
     }
 
-    public var description: String { KeyID.algorithm + ":" + version }
 
     /// A fresh version as MMR's generator makes them: 6 distinct characters of `[a-zA-Z0-9]`,
     /// drawn from libsodium's CSPRNG.

@@ -134,6 +134,25 @@ public final class Keyring: Sendable {
         return index[name].map { servers[$0].activeKeys[0] }
     }
 
+    /// The server whose name is these bytes, and the key that signs for it: the daemon's hot
+    /// path, which then needs neither a new String nor a check of the name (every name here
+    /// passed `ServerName.isValid` when the keyring was built).
+    /// Returns the index in `servers`.
+    public func serverIndex(forName bytes: UnsafeRawBufferPointer) -> Int? {
+        if servers.count <= 4 {
+            for position in servers.indices {
+                let same = servers[position].serverName.utf8.withContiguousStorageIfAvailable { name in
+                    guard name.count == bytes.count else { return false }
+                    for i in 0..<name.count where name[i] != bytes[i] { return false }
+                    return true
+                }
+                if same ?? servers[position].serverName.utf8.elementsEqual(bytes) { return position }
+            }
+            return nil
+        }
+        return index[String(decoding: bytes, as: UTF8.self)]
+    }
+
     public var serverNames: [String] { servers.map(\.serverName) }
     public var keyCount: Int { servers.reduce(0) { $0 + $1.activeKeys.count } }
 }

@@ -76,12 +76,13 @@ public final class XMatrixSigner {
 
     /// The allocation-free core used by the daemon: validates the fields, lays out the
     /// canonical object, signs it into `signature` (64 bytes) and appends the header to `header`.
+    /// `originIsKnown`: the origin is the name of a server in the keyring, already checked.
     public func sign(
         origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer,
         uri: UnsafeRawBufferPointer, content: UnsafeRawBufferPointer?, key: SigningKey,
-        signature: UnsafeMutableRawPointer, header: inout [UInt8]
+        signature: UnsafeMutableRawPointer, header: inout [UInt8], originIsKnown: Bool = false
     ) throws(XMatrixRequestError) {
-        guard XMatrixFields.isServerName(origin) else { throw .invalidOrigin }
+        guard originIsKnown || XMatrixFields.isServerName(origin) else { throw .invalidOrigin }
         guard XMatrixFields.isServerName(destination) else { throw .invalidDestination }
         guard XMatrixFields.isMethod(method) else { throw .invalidMethod }
         guard XMatrixFields.isURI(uri) else { throw .invalidURI }
@@ -239,26 +240,36 @@ enum XMatrixFields {
         origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, keyID: KeyID,
         signature: UnsafeRawBufferPointer, at base: UnsafeMutableRawPointer
     ) {
+        // (`put` takes the cursor inout rather than capturing it: a captured var would pay a
+        // dynamic exclusivity check on every call.)
         var at = base
-        func put(_ literal: StaticString) {
-            at.copyMemory(from: literal.utf8Start, byteCount: literal.utf8CodeUnitCount)
-            at += literal.utf8CodeUnitCount
-        }
-        func put(_ bytes: UnsafeRawBufferPointer) {
-            if !bytes.isEmpty { at.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
-            at += bytes.count
-        }
-        put(headerOrigin)
-        put(origin)
-        put(headerDestination)
-        put(destination)
-        put(headerKey)
-        var version = keyID.version
-        version.withUTF8 { put(UnsafeRawBufferPointer($0)) }
-        put(headerSig)
+        put(headerOrigin, at: &at)
+        put(origin, at: &at)
+        put(headerDestination, at: &at)
+        put(destination, at: &at)
+        put(headerKey, at: &at)
+        keyID.version.utf8.withContiguousStorageIfAvailable { put(UnsafeRawBufferPointer($0), at: &at) }
+            ?? put(Array(keyID.version.utf8), at: &at)
+        put(headerSig, at: &at)
         let encoded = Base64.encodedCount(signature.count, padded: false)
         Base64.encode(signature, padded: false, into: UnsafeMutableRawBufferPointer(start: at, count: encoded))
         at += encoded
         at.storeBytes(of: UInt8(ascii: "\""), as: UInt8.self)
+    }
+
+    @inline(__always)
+    private static func put(_ literal: StaticString, at: inout UnsafeMutableRawPointer) {
+        at.copyMemory(from: literal.utf8Start, byteCount: literal.utf8CodeUnitCount)
+        at += literal.utf8CodeUnitCount
+    }
+
+    @inline(__always)
+    private static func put(_ bytes: UnsafeRawBufferPointer, at: inout UnsafeMutableRawPointer) {
+        if !bytes.isEmpty { at.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        at += bytes.count
+    }
+
+    private static func put(_ bytes: [UInt8], at: inout UnsafeMutableRawPointer) {
+        bytes.withUnsafeBytes { put($0, at: &at) }
     }
 }

@@ -89,7 +89,12 @@ struct Caller: Sendable {
     /// SIGN_REQUEST: the op, the origin's server, and the rule's method and uri limits must all
     /// be granted by one rule.
     func allowsSignRequest(server: String, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer) -> Bool {
-        signRequestRules.contains { $0.allowsServer(server) && $0.allowsRequest(method: method, uri: uri) }
+        // By index: iterating would copy each rule (and retain its sets) per request.
+        for index in signRequestRules.indices
+        where signRequestRules[index].allowsServer(server) && signRequestRules[index].allowsRequest(method: method, uri: uri) {
+            return true
+        }
+        return false
     }
 
     /// What HELLO reports.

@@ -325,27 +325,32 @@ struct Dispatcher {
         } catch {
             throw WireFailure(.badRequest, error.message)
         }
-        let origin = String(decoding: fields.origin, as: UTF8.self)
+        // Usually the origin is one of our servers: then the keyring's own String serves the
+        // access check, and the name needs no new check.
+        let keyring = state.keyring
+        let known = keyring.serverIndex(forName: fields.origin)
+        let origin = known.map { keyring.servers[$0].serverName } ?? String(decoding: fields.origin, as: UTF8.self)
         guard caller.allowsSignRequest(server: origin, method: fields.method, uri: fields.uri) else {
             let why = caller.allows(.signRequest, server: origin)
                 ? "method or uri outside the granted prefixes" : "server \(origin) is not granted"
             refuse(.signRequest, why, caller: &caller)
             throw WireFailure(.denied, "sign_request for \(origin) (\(why)) is not allowed for \(caller.identity)")
         }
-        guard let key = state.keyring.signingKey(for: origin) else { throw WireFailure(.unknownServer, "no keys for server \(origin)") }
+        guard let known else { throw WireFailure(.unknownServer, "no keys for server \(origin)") }
         var signature: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
         header.removeAll(keepingCapacity: true)
         do {
             try withUnsafeMutableBytes(of: &signature) { (sig) throws(XMatrixRequestError) in
                 try signer.sign(
                     origin: fields.origin, destination: fields.destination, method: fields.method, uri: fields.uri,
-                    content: fields.content, key: key, signature: sig.baseAddress!, header: &header)
+                    content: fields.content, key: keyring.servers[known].activeKeys[0], signature: sig.baseAddress!,
+                    header: &header, originIsKnown: true)
             }
         } catch {
             if case .invalidContent = error { throw WireFailure(.invalidJSON, error.description) }
             throw WireFailure(.badRequest, error.description)
         }
-        out.string(key.id.description)
+        out.string(keyring.servers[known].activeKeys[0].id.description)
         withUnsafeBytes(of: &signature) { out.bytes.append(contentsOf: $0) }
         header.withUnsafeBytes { out.string($0) }
     }
