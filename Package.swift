@@ -93,7 +93,7 @@ let package = Package(
             name: "SigilIntegrationTests",
             dependencies: [
                 "SigilCore", "SigilPosix", "SigilClient",
-                "sigild", "sigil", "generate_signing_key", "combine_signing_keys",
+                "sigild", "sigil", "sigil-bench", "generate_signing_key", "combine_signing_keys",
             ]),
     ]
 )

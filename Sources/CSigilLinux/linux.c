@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -95,4 +96,24 @@ int CSigilLinux_accept_nonblocking(int fd) {
 
 void CSigilLinux_set_thread_name(pthread_t thread, const char *name) {
     (void)pthread_setname_np(thread, name);
+}
+
+int CSigilLinux_set_affinity(pid_t tid, const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) {
+        if (cpus[i] < 0 || cpus[i] >= CPU_SETSIZE) { errno = EINVAL; return -1; }
+        CPU_SET(cpus[i], &set);
+    }
+    return sched_setaffinity(tid, sizeof set, &set);
+}
+
+int CSigilLinux_allowed_cpus(pid_t tid, int *cpus, int max) {
+    cpu_set_t set;
+    if (sched_getaffinity(tid, sizeof set, &set) != 0) return -1;
+    int n = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && n < max; cpu++) {
+        if (CPU_ISSET(cpu, &set)) cpus[n++] = cpu;
+    }
+    return n;
 }

@@ -399,7 +399,13 @@ private final class Core: Sendable {
         reading: while true {
             let count: Int
             do {
-                count = try chunk.withUnsafeMutableBytes { raw in Result { () throws(PosixError) in try Posix.recv(fd, into: raw) } }.get()
+                // Waiting in poll, not in recv: see Posix.waitReadable.
+                count = try chunk.withUnsafeMutableBytes { raw in
+                    Result { () throws(PosixError) in
+                        _ = try Posix.waitReadable(fd, milliseconds: -1)
+                        return try Posix.recv(fd, into: raw)
+                    }
+                }.get()
             } catch {
                 reason = "receive failed: \(error)"
                 break

@@ -232,6 +232,17 @@ public enum Posix {
         try retrying("recv") { Glibc.recv(fd, buffer.baseAddress, buffer.count, 0) }
     }
 
+    /// Waits until `fd` has something to read (or hangs up), for at most `milliseconds` (-1: no
+    /// limit); false on timeout. Readers block here rather than in recv: a thread asleep in recv
+    /// is woken, for nothing, each time the peer drains the socket's send side, and the peer
+    /// pays for that wake-up, while poll's wait is only woken for readable data.
+    @inline(never)
+    public static func waitReadable(_ fd: Int32, milliseconds: Int32) throws(PosixError) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let ready = try retrying("poll") { Glibc.poll(&entry, 1, milliseconds) }
+        return ready > 0
+    }
+
     /// One datagram to a Unix socket path (`@` for the abstract namespace): sd_notify's transport.
     @inline(never)
     public static func sendDatagram(_ message: [UInt8], to path: String) throws(PosixError) {
@@ -367,6 +378,22 @@ public enum Posix {
         return st.st_mode & S_IFMT == S_IFSOCK
     }
 
+    /// The CPUs a thread (`thread` 0: the calling one) may run on (its affinity mask), ascending.
+    public static func allowedCPUs(thread: Int32 = 0) -> [Int] {
+        var cpus = [Int32](repeating: 0, count: 1024)
+        let count = cpus.withUnsafeMutableBufferPointer { CSigilLinux_allowed_cpus(thread, $0.baseAddress, Int32($0.count)) }
+        guard count > 0 else { return Array(0..<cpuCount) }
+        return cpus.prefix(Int(count)).map(Int.init)
+    }
+
+    /// Pins a thread (`thread` 0: the calling one) to `cpus`. Another process's threads can be
+    /// pinned by a process of the same user.
+    @inline(never)
+    public static func setAffinity(thread: Int32, cpus: [Int]) throws(PosixError) {
+        let list = cpus.map(Int32.init)
+        _ = try retrying("sched_setaffinity(\(thread))") { list.withUnsafeBufferPointer { CSigilLinux_set_affinity(thread, $0.baseAddress, Int32($0.count)) } }
+    }
+
     public static var cpuCount: Int {
         max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
@@ -395,6 +422,14 @@ public enum Posix {
     public static func monotonicNanoseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// CPU time of the calling thread: the same scheduler clock as /proc/PID/task/*/schedstat,
+    /// so it excludes time the thread was preempted or its vCPU was stolen by the host.
+    public static func threadCPUNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 

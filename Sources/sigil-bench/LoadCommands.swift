@@ -51,7 +51,11 @@ struct Run: ParsableCommand {
         } else {
             print("sigild pid \(target.pid.map(String.init) ?? "?"), \(target.eventLoops) event loop(s), server \(target.server)")
             if let raw = report.baseline, let echo = report.echoP50 {
-                print("baseline (in-process libsodium, same bytes, mean of \(rounds.count) round(s)): \(RunReport.format(raw.nanosecondsPerOperation / 1000, decimals: 2)) µs/op on one core, \(RunReport.format(raw.throughput, decimals: 0)) op/s on \(raw.threads) thread(s); bare round trip p50 \(RunReport.format(echo / 1000, decimals: 1)) µs")
+                if load.sameCore {
+                    print("baseline (in-process libsodium, same bytes, on the daemon's core(s) during each round): \(RunReport.format(raw.nanosecondsPerOperation / 1000, decimals: 2)) µs/op (mean of \(rounds.count) round(s)); bare round trip p50 \(RunReport.format(echo / 1000, decimals: 1)) µs")
+                } else {
+                    print("baseline (in-process libsodium, same bytes, mean of \(rounds.count) round(s)): \(RunReport.format(raw.nanosecondsPerOperation / 1000, decimals: 2)) µs/op on one core, \(RunReport.format(raw.throughput, decimals: 0)) op/s on \(raw.threads) thread(s); bare round trip p50 \(RunReport.format(echo / 1000, decimals: 1)) µs")
+                }
             }
             print(report.text())
             if rounds.count > 1 {
@@ -82,6 +86,10 @@ struct Sweep: ParsableCommand {
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
+
+    func validate() throws {
+        if load.sameCore { throw ValidationError("--same-core is for 'run'; a sweep compares its points with one baseline") }
+    }
 
     func run() throws {
         let target = try Target(load)

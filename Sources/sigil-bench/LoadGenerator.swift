@@ -177,6 +177,7 @@ final class ConnectionDriver: @unchecked Sendable {
             }
             let count: Int
             do {
+                guard try Posix.waitReadable(fd, milliseconds: 1000) else { continue }
                 count = try buffer.withUnsafeMutableBytes { try Posix.recv(fd, into: $0) }
             } catch {
                 if (error as? PosixError)?.errno == EAGAIN { continue }
@@ -253,7 +254,6 @@ final class ConnectionDriver: @unchecked Sendable {
         var decoder = FrameDecoder(maxLength: 16 << 20)
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         var stopDeadline: UInt64?
-        try? Posix.setReceiveTimeout(fd, seconds: 0.2)
         while true {
             if phase.load(ordering: .relaxed) == Phase.stop.rawValue {
                 if outstanding.load(ordering: .relaxed) == 0 { break }
@@ -262,6 +262,7 @@ final class ConnectionDriver: @unchecked Sendable {
             }
             let count: Int
             do {
+                guard try Posix.waitReadable(fd, milliseconds: 200) else { continue }
                 count = try buffer.withUnsafeMutableBytes { try Posix.recv(fd, into: $0) }
             } catch {
                 if let posix = error as? PosixError, posix.errno == EAGAIN || posix.errno == EWOULDBLOCK { continue }

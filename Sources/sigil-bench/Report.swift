@@ -27,6 +27,10 @@ struct RunReport {
     /// For a combined report: the fastest round's daemon CPU per request over the fastest raw
     /// baseline; robust when the machine's speed drifts between rounds.
     var bestCPURatio: Double?
+    /// `--same-core`: the raw figure was measured on the daemon's cores during the load.
+    var sameCore = false
+    /// For a combined report: the lowest and highest of the rounds' CPU ratios.
+    var cpuRatioRange: (low: Double, high: Double)?
     var histogram: Histogram<UInt64>?
 
     var throughput: Double { Double(completed) / seconds }
@@ -55,10 +59,11 @@ struct RunReport {
         lines.append("  throughput     \(Self.format(throughput, decimals: 0)) req/s (\(completed) requests, \(errors) errors)")
         lines.append("  latency µs     p50 \(us(p50))  p90 \(us(p90))  p99 \(us(p99))  p99.9 \(us(p999))  max \(us(max))")
         if let cpu = cpuPerRequest, let cores = daemonCores {
-            var line = "  daemon CPU     \(us(cpu / 1000)) µs/request on \(Self.format(cores, decimals: 2)) cores"
+            var line = "  daemon CPU     \(Self.format(cpu / 1000, decimals: 2)) µs/request on \(Self.format(cores, decimals: 2)) cores"
             if let ratio = cpuRatio, let baseline {
-                line += "; raw \(us(baseline.nanosecondsPerOperation / 1000)) µs → \(Self.format(ratio, decimals: 3))× raw\(medianCPURatio != nil ? " (median of rounds)" : "")"
+                line += "; raw \(Self.format(baseline.nanosecondsPerOperation / 1000, decimals: 2)) µs\(sameCore ? " on the same core at the same time" : "") → \(Self.format(ratio, decimals: 3))× raw\(medianCPURatio != nil ? " (median of rounds)" : "")"
             }
+            if let range = cpuRatioRange { line += "; rounds \(Self.format(range.low, decimals: 3))–\(Self.format(range.high, decimals: 3))×" }
             if let best = bestCPURatio { line += "; best round vs best raw \(Self.format(best, decimals: 3))×" }
             lines.append(line)
             if let perCore = perCoreRatio, let baseline {
@@ -124,8 +129,11 @@ struct RunReport {
             let sorted = values.sorted()
             return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
         }
-        combined.medianCPURatio = median(rounds.compactMap(\.cpuRatio))
-        if let fastestDaemon = rounds.compactMap(\.cpuPerRequest).min(), let fastestRaw = rounds.compactMap({ $0.baseline?.nanosecondsPerOperation }).min() {
+        let ratios = rounds.compactMap(\.cpuRatio)
+        combined.medianCPURatio = median(ratios)
+        if let low = ratios.min(), let high = ratios.max() { combined.cpuRatioRange = (low, high) }
+        // Fastest against fastest only makes sense when the two were measured apart.
+        if !combined.sameCore, let fastestDaemon = rounds.compactMap(\.cpuPerRequest).min(), let fastestRaw = rounds.compactMap({ $0.baseline?.nanosecondsPerOperation }).min() {
             combined.bestCPURatio = fastestDaemon / fastestRaw
         }
         combined.medianLatencyRatio = median(rounds.compactMap(\.latencyRatio))
@@ -152,6 +160,10 @@ struct RunReport {
         if let cores = daemonCores { object["daemon_cores_x1000"] = .integer(Int64(cores * 1000)) }
         if let ratio = cpuRatio { object["cpu_ratio_to_raw_x1000"] = .integer(Int64(ratio * 1000)) }
         if let best = bestCPURatio { object["best_cpu_ratio_to_raw_x1000"] = .integer(Int64(best * 1000)) }
+        if let range = cpuRatioRange {
+            object["cpu_ratio_range_x1000"] = .array([.integer(Int64(range.low * 1000)), .integer(Int64(range.high * 1000))])
+        }
+        object["yardstick"] = .string(sameCore ? "same-core" : "sequential")
         if let ratio = perCoreRatio { object["per_core_ratio_to_raw_x1000"] = .integer(Int64(ratio * 1000)) }
         if let ratio = latencyRatio, depth == 1 && connections == 1 { object["latency_ratio_x1000"] = .integer(Int64(ratio * 1000)) }
         if let baseline {

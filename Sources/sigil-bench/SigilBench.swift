@@ -67,6 +67,13 @@ struct LoadOptions: ParsableArguments {
     @Flag(help: "Skip the in-process baselines.")
     var noBaseline = false
 
+    @Flag(help: """
+        Measure the raw baseline on the daemon's own cores during the load (run only): each event \
+        loop is pinned to a core shared with a raw libsodium thread, clients use the other cores. \
+        The CPU ratio is then immune to the machine's speed wandering; throughput halves.
+        """)
+    var sameCore = false
+
     func validate() throws {
         guard connections >= 1, connections <= 10000 else { throw ValidationError("--connections must be 1…10000") }
         guard depth >= 1, depth <= 32768 else { throw ValidationError("--depth must be 1…32768") }
@@ -76,6 +83,7 @@ struct LoadOptions: ParsableArguments {
         }
         guard warmup >= 0, baselineSeconds > 0 else { throw ValidationError("--warmup must be ≥ 0 and --baseline-seconds > 0") }
         _ = try OperationMix(parsing: op)
+        if sameCore && noBaseline { throw ValidationError("--same-core measures a baseline; it cannot go with --no-baseline") }
     }
 }
 
@@ -120,7 +128,7 @@ final class Target {
 /// Runs one load shape and measures it.
 func measure(
     _ options: LoadOptions, target: Target, duration: Double, depth: Int, rate: Double?, baselines: (BaselineFigures, Double)?,
-    progress: Bool, count: Int? = nil
+    progress: Bool, count: Int? = nil, placement: SameCorePlacement? = nil
 ) throws -> RunReport {
     let mix = try OperationMix(parsing: options.op)
     let workload = Workload(mix: mix, server: target.server, contentSize: options.contentSize, messageSize: options.messageSize, batch: options.batch)
@@ -128,12 +136,14 @@ func measure(
     let phase = RunPhase()
     let drivers = (0..<options.connections).map { ConnectionDriver(index: $0, shape: shape, phase: phase, socketPath: target.socketPath) }
     let threads = try drivers.map { driver in
-        try PosixThread(name: "bench-conn") {
+        try PosixThread(name: "bench-conn") { [clientCPUs = placement?.clientCPUs] in
+            if let clientCPUs { try? Posix.setAffinity(thread: 0, cpus: clientCPUs) }
             if let rate { driver.runOpenLoop(rate: rate / Double(options.connections)) } else { driver.runClosedLoop() }
         }
     }
     let probe = target.pid.map(DaemonProbe.init)
     sleepSeconds(options.warmup)
+    let yardstick = try placement.map { _ in try ConcurrentYardstick(cpus: placement!.loopCPUs, operations: rawOperations(mix: mix, workload: workload)) }
     phase.store(Phase.measure.rawValue, ordering: .relaxed)
     let cpuStart = probe?.cpuNanoseconds()
     let start = Posix.monotonicNanoseconds()
@@ -151,6 +161,7 @@ func measure(
     }
     let stopped = Posix.monotonicNanoseconds()
     let cpuEnd = probe?.cpuNanoseconds()
+    let concurrentRaw = yardstick?.stop()
     phase.store(Phase.stop.rawValue, ordering: .relaxed)
     let rss = probe?.residentBytes()
     let locked = probe?.lockedBytes()
@@ -167,7 +178,16 @@ func measure(
         firstError: drivers.compactMap { $0.tally.firstError }.first, failure: drivers.compactMap { $0.tally.failure }.first,
         p50: us(50), p90: us(90), p99: us(99), p999: us(99.9), max: Double(histogram.max) / 1000, mean: histogram.mean / 1000,
         daemonCPUNanoseconds: cpuStart.flatMap { start in cpuEnd.map { $0 - start } }, daemonRSS: rss, daemonLocked: locked,
-        baseline: baselines?.0, echoP50: baselines?.1, histogram: histogram)
+        baseline: concurrentRaw ?? baselines?.0, echoP50: baselines?.1, sameCore: placement != nil, histogram: histogram)
+}
+
+/// One period of the mix, as raw operations on the bytes the daemon signs or verifies.
+func rawOperations(mix: OperationMix, workload: Workload) -> [(verify: Bool, message: [UInt8])] {
+    let period = mix.entries.reduce(0) { $0 + $1.weight }
+    return (0..<period).map { index in
+        let operation = mix.operation(at: index)
+        return (operation == .verify || operation == .verifyRequest, workload.signedBytes[operation]!)
+    }
 }
 
 /// The in-process baselines for this workload: the raw primitive time on one core (for a mix,
@@ -194,8 +214,15 @@ func measureBaselines(_ options: LoadOptions, target: Target, seconds: Double? =
         : Baseline.measure(verify: firstVerify, message: workload.signedBytes[first]!, threads: threads, seconds: time / 2)
     let firstSingle = mix.entries.count == 1 ? weightedNanoseconds : Baseline.measure(verify: firstVerify, message: workload.signedBytes[first]!, threads: 1, seconds: time / 4).nanosecondsPerOperation
     let scale = firstSingle / weightedNanoseconds
-    let echo = try Baseline.echoRoundTrip(requestSize: workload.templates[first]!.count, responseSize: 250, rounds: 20000)
-    return (BaselineFigures(nanosecondsPerOperation: weightedNanoseconds, throughput: parallel.throughput * scale, threads: threads), echo.p50)
+    let echo = try measureEcho(options, target: target)
+    return (BaselineFigures(nanosecondsPerOperation: weightedNanoseconds, throughput: parallel.throughput * scale, threads: threads), echo)
+}
+
+/// The bare Unix-socket round trip for this workload's first operation (p50, ns).
+func measureEcho(_ options: LoadOptions, target: Target) throws -> Double {
+    let mix = try OperationMix(parsing: options.op)
+    let workload = Workload(mix: mix, server: target.server, contentSize: options.contentSize, messageSize: options.messageSize, batch: 1)
+    return try Baseline.echoRoundTrip(requestSize: workload.templates[mix.entries[0].operation]!.count, responseSize: 250, rounds: 20000).p50
 }
 
 /// Load runs interleaved with baselines, so a drift in the machine's speed (other tenants,
@@ -205,11 +232,23 @@ func measureRounds(
     _ options: LoadOptions, target: Target, duration: Double, depth: Int, rate: Double?, rounds: Int, progress: Bool, count: Int? = nil
 ) throws -> (RunReport, [RunReport]) {
     var reports: [RunReport] = []
+    // --same-core: the raw figure comes from each round's own window; only the round trip is
+    // measured beforehand (once).
+    var placement: SameCorePlacement?
+    var echo: Double?
+    if options.sameCore {
+        guard let pid = target.pid else { throw BenchError("--same-core needs the daemon's pid (SO_PEERCRED gave none)") }
+        echo = try measureEcho(options, target: target)
+        placement = try SameCorePlacement(daemonPID: pid)
+        try placement!.pinLoops()
+    }
+    defer { placement?.release() }
     for round in 0..<rounds {
-        let baselines = try measureBaselines(options, target: target, seconds: options.baselineSeconds / Double(rounds) * 2)
+        let baselines = try echo.map { (BaselineFigures(nanosecondsPerOperation: 0, throughput: 0, threads: 0), $0) }
+            ?? measureBaselines(options, target: target, seconds: options.baselineSeconds / Double(rounds) * 2)
         var report = try measure(
             options, target: target, duration: duration / Double(rounds), depth: depth, rate: rate, baselines: baselines,
-            progress: progress, count: count.map { ($0 + rounds - 1) / rounds })
+            progress: progress, count: count.map { ($0 + rounds - 1) / rounds }, placement: placement)
         report.round = round + 1
         reports.append(report)
         if report.failure != nil { break }

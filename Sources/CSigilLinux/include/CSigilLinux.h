@@ -44,4 +44,11 @@ int CSigilLinux_accept_nonblocking(int fd);
 /* pthread_setname_np: names show in top -H and gdb. Best effort. */
 void CSigilLinux_set_thread_name(pthread_t thread, const char *name);
 
+/* sched_setaffinity(tid, {cpus}): tid 0 is the calling thread. */
+int CSigilLinux_set_affinity(pid_t tid, const int *cpus, int count);
+
+/* The CPUs thread `tid` (0: the calling one) may run on, ascending. Returns how many (at most
+ * `max`), or -1. */
+int CSigilLinux_allowed_cpus(pid_t tid, int *cpus, int max);
+
 #endif
