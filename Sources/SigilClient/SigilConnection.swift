@@ -399,13 +399,11 @@ private final class Core: Sendable {
         reading: while true {
             let count: Int
             do {
-                // Waiting in poll, not in recv: see Posix.waitReadable.
-                count = try chunk.withUnsafeMutableBytes { raw in
-                    Result { () throws(PosixError) in
-                        _ = try Posix.waitReadable(fd, milliseconds: -1)
-                        return try Posix.recv(fd, into: raw)
-                    }
-                }.get()
+                // A blocking recv, not poll-then-recv: asleep in recv, this thread is also woken
+                // when the daemon reads our request, which costs the daemon a little when we
+                // pipeline but, on VMs, keeps our vCPU from halting before the reply, and one
+                // request at a time (the usual use) came back about 20 µs sooner that way.
+                count = try chunk.withUnsafeMutableBytes { raw in Result { () throws(PosixError) in try Posix.recv(fd, into: raw) } }.get()
             } catch {
                 reason = "receive failed: \(error)"
                 break

@@ -233,9 +233,9 @@ public enum Posix {
     }
 
     /// Waits until `fd` has something to read (or hangs up), for at most `milliseconds` (-1: no
-    /// limit); false on timeout. Readers block here rather than in recv: a thread asleep in recv
-    /// is woken, for nothing, each time the peer drains the socket's send side, and the peer
-    /// pays for that wake-up, while poll's wait is only woken for readable data.
+    /// limit); false on timeout. Unlike a thread asleep in recv, which is also woken each time
+    /// the peer drains the socket's send side (at the peer's expense), poll's wait is only
+    /// woken for readable data.
     @inline(never)
     public static func waitReadable(_ fd: Int32, milliseconds: Int32) throws(PosixError) -> Bool {
         var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)

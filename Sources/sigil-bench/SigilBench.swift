@@ -64,6 +64,9 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Threads for the raw baseline (default: the daemon's event loops, at most the CPUs).")
     var baselineThreads: Int?
 
+    @Option(help: "How connections wait for replies: recv (like SigilClient and Go's netpoller: also woken when the daemon drains the socket) or poll (woken by replies only).")
+    var wait: ReplyWait = .recv
+
     @Flag(help: "Skip the in-process baselines.")
     var noBaseline = false
 
@@ -132,7 +135,7 @@ func measure(
 ) throws -> RunReport {
     let mix = try OperationMix(parsing: options.op)
     let workload = Workload(mix: mix, server: target.server, contentSize: options.contentSize, messageSize: options.messageSize, batch: options.batch)
-    let shape = LoadShape(connections: options.connections, depth: depth, rate: rate, workload: workload, mix: mix)
+    let shape = LoadShape(connections: options.connections, depth: depth, rate: rate, workload: workload, mix: mix, wait: options.wait)
     let phase = RunPhase()
     let drivers = (0..<options.connections).map { ConnectionDriver(index: $0, shape: shape, phase: phase, socketPath: target.socketPath) }
     let threads = try drivers.map { driver in

@@ -47,7 +47,7 @@ extension DaemonEndToEnd {
             let before = Self.loopAffinity(pid: daemon.pid)
             #expect(before != nil)
             let (report, output) = try Self.runJSON([
-                "--socket", daemon.socketPath, "--depth", "64", "--duration", "1", "--rounds", "2", "--warmup", "0.2", "--same-core",
+                "--socket", daemon.socketPath, "--depth", "64", "--duration", "1", "--rounds", "2", "--warmup", "0.2", "--same-core", "--wait", "poll",
             ])
             #expect(report["yardstick"] as? String == "same-core", "\(output)")
             #expect(report["errors"] as? Int == 0, "\(output)")
@@ -79,6 +79,7 @@ extension DaemonEndToEnd {
                 (["run", "--op", "sign-everything"], "unknown operation 'sign-everything'"),
                 (["run", "--op", "verify:0"], "must be a positive integer"),
                 (["run", "--rounds", "0"], "--rounds must be"),
+                (["run", "--wait", "spin"], "'spin' is invalid for '--wait"),
             ])
         func badArguments(arguments: [String], message: String) throws {
             let result = try run(Self.bench, arguments + ["--socket", "/nonexistent/s.sock"])
