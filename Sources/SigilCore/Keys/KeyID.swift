@@ -23,7 +23,6 @@ public struct KeyID: Hashable, Sendable, Comparable, CustomStringConvertible {
         self.init(version: String(full.dropFirst(prefix.count)))
     }
 
-
     /// A fresh version as MMR's generator makes them: 6 distinct characters of `[a-zA-Z0-9]`,
     /// drawn from libsodium's CSPRNG.
     public static func random() -> KeyID {

@@ -134,10 +134,9 @@ public final class Keyring: Sendable {
         return index[name].map { servers[$0].activeKeys[0] }
     }
 
-    /// The server whose name is these bytes, and the key that signs for it: the daemon's hot
-    /// path, which then needs neither a new String nor a check of the name (every name here
-    /// passed `ServerName.isValid` when the keyring was built).
-    /// Returns the index in `servers`.
+    /// The index in `servers` of the server whose name is these bytes. For the daemon's hot path,
+    /// which then needs neither a new String nor a check of the name: every name here passed
+    /// `ServerName.isValid` when the keyring was built.
     public func serverIndex(forName bytes: UnsafeRawBufferPointer) -> Int? {
         if servers.count <= 4 {
             for position in servers.indices {

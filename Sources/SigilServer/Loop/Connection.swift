@@ -202,10 +202,7 @@ final class Connection {
             // The client is still busy sending, so its replies can wait for the rest of the
             // backlog: each write wakes the client, and a wake-up costs us more than signing a
             // few requests. They go out once the input runs dry, or once they fill a buffer.
-            if output.bytes.count < Connection.deferredOutputLimit {
-                closeIfDone()
-                return
-            }
+            if output.bytes.count < Connection.deferredOutputLimit { return }
         }
         flush()
         // After a fatal framing error the answer usually goes out in the flush above, with no
