@@ -89,6 +89,7 @@ let package = Package(
             name: "SigilCoreTests",
             dependencies: ["SigilCore", "CSodium"],
             resources: [.copy("Fixtures")]),
+        .testTarget(name: "SigilToolingTests", dependencies: ["SigilTooling", "SigilCore"]),
         .testTarget(
             name: "SigilIntegrationTests",
             dependencies: [
