@@ -60,23 +60,19 @@ struct Stats: ParsableCommand {
                 try emit(stats + [0x0A])
             case .prometheus, .openmetrics:
                 let exposition: ExpositionFormat = format == .prometheus ? .prometheus : .openMetrics
-                switch scrape(client) {
-                case .success(let scrape):
-                    let rendered: SigilMetrics.Rendered
-                    do {
-                        rendered = try SigilMetrics.render(scrape, format: exposition)
-                    } catch {
-                        try emit(Array(SigilMetrics.renderDown(format: exposition).utf8))
-                        Posix.printError("stats: \(error); wrote sigil_up 0")
-                        throw ExitCode(Self.unreachableStatus)
-                    }
-                    for problem in rendered.problems { Posix.printError("stats: warning: \(problem)") }
-                    try emit(Array(rendered.text.utf8))
-                case .failure(let error):
+                func down(_ reason: any Error) throws -> ExitCode {
                     try emit(Array(SigilMetrics.renderDown(format: exposition).utf8))
-                    Posix.printError("stats: \(error); wrote sigil_up 0")
-                    throw ExitCode(Self.unreachableStatus)
+                    Posix.printError("stats: \(reason); wrote sigil_up 0")
+                    return ExitCode(Self.unreachableStatus)
                 }
+                let rendered: SigilMetrics.Rendered
+                do {
+                    rendered = try SigilMetrics.render(try scrape(client).get(), format: exposition)
+                } catch {
+                    throw try down(error)
+                }
+                for problem in rendered.problems { Posix.printError("stats: warning: \(problem)") }
+                try emit(Array(rendered.text.utf8))
             }
         }
     }
