@@ -1,6 +1,7 @@
 import Foundation
 import SigilClient
 import SigilCore
+import SigilTestSupport
 import Testing
 
 extension DaemonEndToEnd {
@@ -63,23 +64,21 @@ extension DaemonEndToEnd {
             #expect(samples["sigil_stats_truncated"] == 0)
             #expect(!result.stdout.contains(TestKeys.specPublicKey), "key bytes in the metrics")
 
-            // Sections sigild adds over time are checked as soon as it sends them.
-            let stats = try JSONSerialization.jsonObject(with: Data(try client.stats())) as? [String: Any] ?? [:]
-            if let listeners = stats["listeners"] as? [String: Any] {
-                #expect(listeners["main"] != nil)
-                #expect(Self.total(samples, "sigil_requests_total", [#"operation="ping""#, #"listener="main""#]).map { $0 >= 3 } == true, "\(result.stdout)")
-                #expect(Self.total(samples, "sigil_refusals_total", [#"listener="main""#, #"uid="\#(getuid())""#]).map { $0 >= 1 } == true, "\(result.stdout)")
-            }
-            if stats["latency_us"] != nil {
-                #expect(Self.total(samples, "sigil_request_duration_seconds_count", [#"operation="ping""#]).map { $0 >= 3 } == true, "\(result.stdout)")
-                #expect(samples[#"sigil_request_duration_seconds_bucket{operation="sign_request",le="+Inf"}"#] == 1, "\(result.stdout)")
-            }
-            if let audit = stats["audit"] as? [String: Any], audit["enabled"] as? Bool == true {
-                #expect(Self.total(samples, "sigil_audit_records_total").map { $0 >= 1 } == true, "\(result.stdout)")
-            }
-            if stats["locked_bytes"] != nil {
-                #expect(Self.total(samples, "sigil_locked_memory_bytes").map { $0 > 0 } == true, "\(result.stdout)")
-            }
+            // Per listener and uid, latency histograms, locked memory, reloads, servers.
+            #expect(Self.total(samples, "sigil_requests_total", [#"operation="ping""#, #"listener="main""#]).map { $0 >= 3 } == true, "\(result.stdout)")
+            #expect(Self.total(samples, "sigil_refusals_total", [#"listener="main""#, #"uid="\#(getuid())""#]).map { $0 >= 1 } == true, "\(result.stdout)")
+            #expect(Self.total(samples, "sigil_request_duration_seconds_count", [#"operation="ping""#]).map { $0 >= 3 } == true, "\(result.stdout)")
+            #expect(samples[#"sigil_request_duration_seconds_bucket{operation="sign_request",le="+Inf"}"#] == 1, "\(result.stdout)")
+            #expect(Self.total(samples, "sigil_locked_memory_bytes").map { $0 > 0 } == true, "\(result.stdout)")
+            #expect(Self.total(samples, "sigil_requests_rate_limited_total", [#"listener="main""#]) == 0, "\(result.stdout)")
+            #expect(samples["sigil_last_reload_timestamp_seconds"] == 0, "\(result.stdout)")
+            #expect(samples["sigil_last_reload_success"] == 1, "\(result.stdout)")
+            #expect(samples["sigil_servers"] == 1, "\(result.stdout)")
+            #expect(samples["sigil_audit_records_total"] == 0 && samples["sigil_audit_dropped_records_total"] == 0, "\(result.stdout)")
+            daemon.signal(SIGHUP)
+            #expect(daemon.waitForReady(count: 2))
+            let reloaded = Self.samples(try run(Binaries.path("sigil"), ["stats", "--socket", daemon.socketPath, "--format", "prometheus"]).stdout)
+            #expect((reloaded["sigil_last_reload_timestamp_seconds"] ?? 0) > 1_700_000_000, "\(reloaded)")
 
             let open = try run(Binaries.path("sigil"), ["stats", "--socket", daemon.socketPath, "--format", "openmetrics"])
             #expect(open.status == 0, "\(open.output)")
@@ -137,7 +136,13 @@ extension DaemonEndToEnd {
         @Test("a caller the daemon refuses STATS: sigil_up 0, with the refusal on stderr",
               .enabled(if: Privileges.isRoot && Privileges.hasSetpriv, "needs root and setpriv to call as nobody"))
         func statsDenied() throws {
-            let daemon = try DaemonFixture.quickStart()
+            // uid 65534 may PING, not read STATS (a caller no rule matches is not even accepted).
+            let daemon = try DaemonFixture.quickStart(extraConfig: """
+                access:
+                  - uid: 0
+                  - uid: 65534
+                    operations: [ping]
+                """)
             defer { daemon.stop() }
             Privileges.openDirectory(daemon.directory)
             let result = try run(Privileges.setpriv, Array(Privileges.asNobody.dropFirst()) + [

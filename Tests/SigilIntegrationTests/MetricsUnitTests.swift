@@ -1,5 +1,6 @@
 import Foundation
 import SigilPosix
+import SigilTestSupport
 import Testing
 
 /// sigil-metrics.service and .timer: they parse, the service is hardened, the timer fires every

@@ -62,8 +62,8 @@ struct MetricsBuilder {
         var requests = MetricFamily("sigil_requests", .counter, help: "Requests handled, by operation and listener.")
         var errors = MetricFamily("sigil_request_errors", .counter, help: "Requests answered with an error status, by operation and listener.")
         var denied = MetricFamily("sigil_requests_denied", .counter, help: "Requests refused by the access rules (DENIED).")
-        var busy = MetricFamily("sigil_requests_busy", .counter, help: "Requests answered BUSY (too many large batches in flight, or the rate limit).")
-        var limited = MetricFamily("sigil_requests_rate_limited", .counter, help: "Requests refused by the per-uid rate limit.")
+        var busy = MetricFamily("sigil_requests_busy", .counter, help: "Requests answered BUSY because too many large batches were in flight (the rate limit counts apart).")
+        var limited = MetricFamily("sigil_requests_rate_limited", .counter, help: "Requests answered BUSY by the per-uid rate limit.")
 
         func operations(_ object: JSONObject?, at path: String, labels: [(String, String)]) {
             for (op, counts) in reader.objects(object, at: path) {
