@@ -37,8 +37,10 @@ public enum KeyFileIO {
     /// Reads and parses a key file.
     ///
     /// - Returns: the file, and warnings for the caller to print (never key material).
+    /// `scratch`: a guarded buffer to read into when the file fits (the file's `KeyFile` is then
+    /// valid only until the scratch is used again: load its keys first).
     public static func read(
-        _ path: String, permissions: PermissionPolicy, lockPolicy: MemoryLockPolicy
+        _ path: String, permissions: PermissionPolicy, lockPolicy: MemoryLockPolicy, scratch: GuardedBuffer? = nil
     ) throws(KeyFileError) -> (file: KeyFile, warnings: [KeyFileWarning]) {
         let fd: Int32
         do {
@@ -70,17 +72,24 @@ public enum KeyFileIO {
         }
         guard status.size <= KeyFile.maxSize else { throw KeyFileError(path: path, .tooLarge(limit: KeyFile.maxSize)) }
         let buffer: GuardedBuffer
-        do {
-            buffer = try GuardedBuffer(count: status.size, lockPolicy: lockPolicy)
-        } catch {
-            throw KeyFileError(path: path, .unreadable(error.description))
+        if let scratch, scratch.count >= status.size {
+            // Reading thousands of key files, one guarded allocation (and its mmap, mprotect and
+            // mlock) for all of them, wiped between files.
+            buffer = scratch
+            buffer.wipe()
+        } else {
+            do {
+                buffer = try GuardedBuffer(count: status.size, lockPolicy: lockPolicy)
+            } catch {
+                throw KeyFileError(path: path, .unreadable(error.description))
+            }
         }
         if !buffer.isLocked { warnings.append(.notLocked(path: path)) }
         let filled: Result<Int, PosixError> = buffer.withUnsafeMutableBytes { whole in
             Result { () throws(PosixError) -> Int in
                 var offset = 0
-                while offset < whole.count {
-                    let n = try Posix.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: whole[offset...]))
+                while offset < status.size {
+                    let n = try Posix.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: whole[offset..<status.size]))
                     if n == 0 { break }
                     offset += n
                 }
@@ -93,7 +102,7 @@ public enum KeyFileIO {
             throw KeyFileError(path: path, .unreadable("the file changed size while being read"))
         case .success: break
         }
-        let file = try KeyFile(contents: buffer, path: path)
+        let file = try KeyFile(contents: buffer, length: status.size, path: path)
         for entry in file.entries where !entry.id.isSpecCompliant {
             warnings.append(.nonCompliantKeyID(path: path, line: entry.line, id: entry.id))
         }
@@ -101,8 +110,9 @@ public enum KeyFileIO {
     }
 
     /// Writes guarded bytes to `path` with mode 0600, atomically: a temporary file in the same
-    /// directory, fsync, rename. A crash never leaves a half-written key.
-    public static func write(_ contents: GuardedBuffer, to path: String) throws(PosixError) {
+    /// directory, fsync, rename. A crash never leaves a half-written key. `durable` false skips
+    /// the fsyncs (throwaway keys for benchmarks, thousands at a time).
+    public static func write(_ contents: GuardedBuffer, to path: String, durable: Bool = true) throws(PosixError) {
         let temporary = path + ".tmp-\(Posix.pid)-\(UInt32.random(in: 0...UInt32.max))"
         let fd = try Posix.open(temporary, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
         var renamed = false
@@ -117,10 +127,11 @@ public enum KeyFileIO {
                 Result { () throws(PosixError) in try Posix.writeAll(fd, bytes) }
             }
             try written.get()
-            try Posix.fsync(fd)
+            if durable { try Posix.fsync(fd) }
         }
         try Posix.rename(temporary, path)
         renamed = true
+        guard durable else { return }
         let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         if let dirFD = try? Posix.open(directory.isEmpty ? "/" : directory, flags: O_RDONLY | O_DIRECTORY) {
             try? Posix.fsync(dirFD)

@@ -198,6 +198,9 @@ public final class ServingState: Sendable {
         }
         var fromDirectories: Set<String> = []
         var directoryOrigins: [String: String] = [:]
+        // One guarded buffer for every directory file (each is loaded before the next is read).
+        let scratch = listed.isEmpty ? nil : try? GuardedBuffer(count: 4096, lockPolicy: configuration.memoryLock)
+        defer { scratch?.wipe() }
         for (directory, names) in listed {
             for fileName in names {
                 guard let server = directory.serverName(forFile: fileName) else { continue }
@@ -212,7 +215,7 @@ public final class ServingState: Sendable {
                 }
                 origins[server] = path
                 do {
-                    let (file, fileWarnings) = try KeyFileIO.read(path, permissions: .refuse, lockPolicy: configuration.memoryLock)
+                    let (file, fileWarnings) = try KeyFileIO.read(path, permissions: .refuse, lockPolicy: configuration.memoryLock, scratch: scratch)
                     warnings += fileWarnings.filter { if case .notLocked = $0 { return false } else { return true } }.map(LoadWarning.keyFile)
                     try builder.add(Keyring.Source(serverName: server, files: [file], keyDocumentValidity: directory.keyDocumentValidity))
                     fromDirectories.insert(server)
