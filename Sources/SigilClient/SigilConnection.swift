@@ -29,7 +29,9 @@ public final class SigilConnection: Sendable {
     private let core: Core
 
     /// Connects to the socket at `path` (`@name` for the abstract namespace).
-    public init(path: String, maxResponseLength: UInt32 = 16 << 20) throws(SigilClientError) {
+    /// `maxResponseLength`: replies above it are a protocol violation. The default covers the
+    /// largest reply any configuration can send (PROTOCOL.md, "Reply sizes").
+    public init(path: String, maxResponseLength: UInt32 = 128 << 20) throws(SigilClientError) {
         self.path = path
         Posix.ignoreSIGPIPE()
         let fd: Int32

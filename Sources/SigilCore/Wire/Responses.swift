@@ -274,10 +274,20 @@ public struct WireFailure: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { "\(status): \(message)" }
 
+    /// The longest message sent, in bytes: messages are for logs, and a bound on them bounds
+    /// how much longer than its request a batch's answer can be.
+    public static let maxMessageBytes = 1000
+
     public func encodeBody(into w: inout WireWriter) {
-        var text = message
-        if text.utf8.count > 4096 { text = String(decoding: text.utf8.prefix(4096), as: UTF8.self) }
-        w.string(text)
+        var bytes = Array(message.utf8)
+        if bytes.count > WireFailure.maxMessageBytes {
+            // Cut on a character boundary: continuation bytes are 10xxxxxx.
+            var cut = WireFailure.maxMessageBytes
+            while cut > 0 && bytes[cut] & 0xC0 == 0x80 { cut -= 1 }
+            bytes.removeSubrange(cut...)
+        }
+        w.u16(UInt16(bytes.count))
+        w.fixed(bytes)
     }
 
     public static func decode(status: WireStatus, body: UnsafeRawBufferPointer) -> WireFailure {

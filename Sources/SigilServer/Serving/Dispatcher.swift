@@ -346,7 +346,7 @@ struct Dispatcher {
             origin = first.origin
         }
         // The detail can quote the request (a header parameter, a JSON key): keep it short.
-        return RequestVerification(verdict: RequestVerdict(result), origin: origin, keyID: keyID, detail: result.description.truncatedUTF8(1024))
+        return RequestVerification(verdict: RequestVerdict(result), origin: origin, keyID: keyID, detail: result.description.truncatedUTF8(512))
     }
 
     /// The hot path: fields read in place and checked once, no String copies beyond the origin's
