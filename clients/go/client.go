@@ -1,0 +1,269 @@
+package sigil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Client calls one sigild socket. It is safe for concurrent use by any number of goroutines:
+// their calls are pipelined over at most Options.MaxConns connections. It connects on first
+// use, and again after a connection breaks (for instance when sigild restarts), so one Client
+// lives as long as the program.
+type Client struct {
+	path   string
+	opt    Options
+	budget *budget
+	calls  sync.Pool
+	wg     sync.WaitGroup // reader and writer goroutines
+
+	live atomic.Pointer[[]*conn] // read without the lock on every call
+
+	mu       sync.Mutex
+	closed   bool
+	dialing  int
+	dialDone chan struct{} // closed when a dial ends; nil when no one waits
+	failures int           // dials that failed in a row
+	retryAt  time.Time     // no dial before this, after failures
+	dialErr  error
+}
+
+// Redial back-off after failed dials: 20 ms, doubling to 1 s. Calls in between fail at once.
+const (
+	firstBackoff = 20 * time.Millisecond
+	maxBackoff   = time.Second
+)
+
+// New returns a client for the sigild socket at socketPath. It does no I/O: the first call
+// connects.
+func New(socketPath string, opts Options) *Client {
+	c := &Client{path: socketPath, opt: opts.resolved(), budget: newBudget(inFlightBudget)}
+	c.calls.New = func() interface{} { return &call{ch: make(chan reply, 1)} }
+	return c
+}
+
+// Close closes every connection; calls in flight return ErrClosed, and so do later calls. It
+// returns once the client's goroutines have ended.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	var conns []*conn
+	if p := c.live.Swap(nil); p != nil {
+		conns = *p
+	}
+	c.wakeDialWaitersLocked()
+	c.mu.Unlock()
+	for _, cn := range conns {
+		cn.fail(ErrClosed)
+	}
+	c.wg.Wait()
+	return nil
+}
+
+// roundTrip sends one frame and waits for its reply. A non-zero status comes back as a
+// *StatusError, except for batch frames, whose callers read the per-item statuses.
+func (c *Client) roundTrip(ctx context.Context, op uint8, frame []byte) (reply, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opt.CallTimeout)
+		defer cancel()
+	}
+	if ctx.Err() != nil {
+		return reply{}, contextError(ctx, op, "starting")
+	}
+	w := weight(len(frame))
+	if err := c.budget.acquire(ctx, w); err != nil {
+		return reply{}, contextError(ctx, op, "waiting for earlier requests to be answered")
+	}
+	cn, err := c.conn(ctx, op)
+	if err != nil {
+		c.budget.release(w)
+		return reply{}, err
+	}
+	if err := cn.checkSize(ctx, op, len(frame)); err != nil {
+		c.budget.release(w)
+		return reply{}, err
+	}
+	cl := c.calls.Get().(*call)
+	cl.op, cl.weight, cl.abandoned = op, w, false
+	if err := cn.send(cl, frame); err != nil {
+		c.budget.release(w)
+		c.calls.Put(cl)
+		return reply{}, err
+	}
+	select {
+	case r := <-cl.ch:
+		c.calls.Put(cl)
+		return c.settle(op, r)
+	case <-ctx.Done():
+		cn.abandon(cl)
+		// Not reused: a reply may still be delivered to cl.ch.
+		return reply{}, contextError(ctx, op, "waiting for the reply")
+	}
+}
+
+func (c *Client) settle(op uint8, r reply) (reply, error) {
+	if r.err != nil {
+		return reply{}, r.err
+	}
+	if r.status != StatusOK {
+		return reply{}, &StatusError{Status: r.status, Op: op, Message: decodeMessage(r.body)}
+	}
+	return r, nil
+}
+
+// conn returns the connection to send on: the least busy one, or a new one while fewer than
+// MaxConns are open and all are busy.
+func (c *Client) conn(ctx context.Context, op uint8) (*conn, error) {
+	if p := c.live.Load(); p != nil {
+		if best, full := leastBusy(*p, c.opt.MaxConns); best != nil && (full || best.inflight.Load() == 0) {
+			return best, nil
+		}
+	}
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		var conns []*conn
+		if p := c.live.Load(); p != nil {
+			conns = *p
+		}
+		best, _ := leastBusy(conns, c.opt.MaxConns)
+		if best != nil && (best.inflight.Load() == 0 || len(conns)+c.dialing >= c.opt.MaxConns) {
+			c.mu.Unlock()
+			return best, nil
+		}
+		if len(conns)+c.dialing < c.opt.MaxConns {
+			if wait := time.Until(c.retryAt); wait > 0 {
+				err := c.dialErr
+				c.mu.Unlock()
+				if best != nil {
+					return best, nil
+				}
+				return nil, unavailable(fmt.Sprintf("%s: not redialling for another %v after %d failed dials", OpName(op), wait.Round(time.Millisecond), c.failures), err)
+			}
+			c.dialing++
+			c.mu.Unlock()
+			return c.dial(ctx, op)
+		}
+		// Every slot is being dialled: wait for one of those dials.
+		if c.dialDone == nil {
+			c.dialDone = make(chan struct{})
+		}
+		done := c.dialDone
+		c.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, contextError(ctx, op, "waiting for a connection")
+		}
+	}
+}
+
+// leastBusy is the open connection with the fewest calls in flight; full reports whether no
+// more may be opened.
+func leastBusy(conns []*conn, max int) (best *conn, full bool) {
+	var least int32
+	for _, cn := range conns {
+		if n := cn.inflight.Load(); best == nil || n < least {
+			best, least = cn, n
+		}
+	}
+	return best, len(conns) >= max
+}
+
+// dial opens a connection, starts its goroutines and queues its HELLO. The caller has counted
+// itself in c.dialing.
+func (c *Client) dial(ctx context.Context, op uint8) (*conn, error) {
+	d := net.Dialer{Timeout: c.opt.DialTimeout}
+	nc, err := d.DialContext(ctx, "unix", c.path)
+	c.mu.Lock()
+	c.dialing--
+	c.wakeDialWaitersLocked()
+	if err != nil {
+		cancelled := errors.Is(err, context.Canceled) && ctx.Err() != nil
+		if !cancelled {
+			c.noteFailureLocked(err)
+		}
+		c.mu.Unlock()
+		if cancelled {
+			return nil, contextError(ctx, op, "connecting")
+		}
+		return nil, unavailable(OpName(op)+": cannot connect", err)
+	}
+	if c.closed {
+		c.mu.Unlock()
+		nc.Close()
+		return nil, ErrClosed
+	}
+	c.failures, c.retryAt, c.dialErr = 0, time.Time{}, nil
+	cn := newConn(c, nc)
+	var conns []*conn
+	if p := c.live.Load(); p != nil {
+		conns = append(conns, *p...)
+	}
+	conns = append(conns, cn)
+	c.live.Store(&conns)
+	c.wg.Add(2)
+	c.mu.Unlock()
+	go cn.readLoop()
+	go cn.writeLoop()
+	cn.sendHello(c.opt.ClientName)
+	return cn, nil
+}
+
+// noteFailureLocked starts or lengthens the back-off after a dial, or a connection the daemon
+// closed before answering anything, failed.
+func (c *Client) noteFailureLocked(err error) {
+	backoff := firstBackoff << c.failures
+	if c.failures >= 6 || backoff > maxBackoff {
+		backoff = maxBackoff
+	} else {
+		c.failures++
+	}
+	c.retryAt = time.Now().Add(backoff)
+	c.dialErr = err
+}
+
+func (c *Client) wakeDialWaitersLocked() {
+	if c.dialDone != nil {
+		close(c.dialDone)
+		c.dialDone = nil
+	}
+}
+
+// forget drops a broken connection, so that the next call dials again.
+func (c *Client) forget(cn *conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cn.replies.Load() == 0 && !c.closed {
+		// Accepted and closed without a word (sigild at its connection limit, or a socket
+		// whose daemon died): back off as for a failed dial.
+		c.noteFailureLocked(errors.New("the daemon closed the connection before answering"))
+	} else {
+		c.failures = 0
+		c.retryAt = time.Time{}
+	}
+	p := c.live.Load()
+	if p == nil {
+		return
+	}
+	conns := make([]*conn, 0, len(*p))
+	for _, x := range *p {
+		if x != cn {
+			conns = append(conns, x)
+		}
+	}
+	c.live.Store(&conns)
+	c.wakeDialWaitersLocked()
+}
