@@ -144,7 +144,8 @@ func startDaemon(t testing.TB, cfg daemonConfig) *daemon {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l.Close() // f keeps the socket listening
+		l.SetUnlinkOnClose(false)
+		l.Close() // f keeps the socket listening, at its path
 		d.inherit = f
 		t.Cleanup(func() { f.Close() })
 		main = "    fd: 3"
