@@ -91,11 +91,11 @@ type daemon struct {
 // daemonConfig describes what a test needs from sigild. The "main" listener always exists
 // and lets the test's uid do everything.
 type daemonConfig struct {
-	keys   []testKey
+	keys []testKey
 	// serverYAML: more YAML lines under a server, after its keys (such as retired keys).
 	serverYAML map[string]string
 	limits     string // YAML lines under limits:
-	extra  string // more listeners
+	extra      string // more listeners
 	// activated: "main" is a socket the test holds open and passes to each sigild it
 	// starts, so it outlives restarts (systemd's socket activation).
 	activated bool
