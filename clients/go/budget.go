@@ -42,6 +42,17 @@ func weight(n int) int64 {
 	return w
 }
 
+// tryAcquire takes n if it is free and no one waits before.
+func (b *budget) tryAcquire(n int64) bool {
+	b.mu.Lock()
+	ok := len(b.waiters) == 0 && b.avail >= n
+	if ok {
+		b.avail -= n
+	}
+	b.mu.Unlock()
+	return ok
+}
+
 func (b *budget) acquire(ctx context.Context, n int64) error {
 	b.mu.Lock()
 	if len(b.waiters) == 0 && b.avail >= n {

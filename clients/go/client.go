@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,44 +69,67 @@ func (c *Client) Close() error {
 
 // roundTrip sends one frame and waits for its reply. A non-zero status comes back as a
 // *StatusError, except for batch frames, whose callers read the per-item statuses.
+//
+// A context without a deadline gets CallTimeout, enforced without a timer of its own on the
+// common path: the goroutine reading replies expires calls (see conn.sweepLocked).
 func (c *Client) roundTrip(ctx context.Context, op uint8, frame []byte) (reply, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.opt.CallTimeout)
-		defer cancel()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(c.opt.CallTimeout)
 	}
 	if ctx.Err() != nil {
 		return reply{}, contextError(ctx, op, "starting")
 	}
 	w := weight(len(frame))
-	if err := c.budget.acquire(ctx, w); err != nil {
-		return reply{}, contextError(ctx, op, "waiting for earlier requests to be answered")
-	}
-	cn, err := c.conn(ctx, op)
-	if err != nil {
-		c.budget.release(w)
-		return reply{}, err
-	}
-	if err := cn.checkSize(ctx, op, len(frame)); err != nil {
-		c.budget.release(w)
-		return reply{}, err
+	if !c.budget.tryAcquire(w) {
+		bctx, cancel := bounded(ctx, deadline)
+		err := c.budget.acquire(bctx, w)
+		cancel()
+		if err != nil {
+			return reply{}, contextError(bctx, op, "waiting for earlier requests to be answered")
+		}
 	}
 	cl := c.calls.Get().(*call)
-	cl.op, cl.weight, cl.abandoned = op, w, false
-	if err := cn.send(cl, frame); err != nil {
+	cl.op, cl.weight, cl.abandoned, cl.leader, cl.expires = op, w, false, false, deadline
+	var cn *conn
+	var lead bool
+	err := errNotSent
+	// A connection found gone before the frame left (sigild restarted, or closed it for
+	// idling) is dropped, and the frame goes on another. Each attempt drops one connection.
+	for attempt := 0; err == errNotSent && attempt <= c.opt.MaxConns; attempt++ {
+		if cn, err = c.conn(ctx, deadline, op); err == nil {
+			if err = cn.checkSize(ctx, deadline, op, len(frame)); err == nil {
+				lead, err = cn.send(cl, frame)
+			}
+		}
+	}
+	if err == errNotSent {
+		err = unavailable(OpName(op)+": connection closed by the daemon", nil)
+	}
+	if err != nil {
 		c.budget.release(w)
 		c.calls.Put(cl)
 		return reply{}, err
 	}
-	select {
-	case r := <-cl.ch:
-		c.calls.Put(cl)
-		return c.settle(op, r)
-	case <-ctx.Done():
-		cn.abandon(cl)
-		// Not reused: a reply may still be delivered to cl.ch.
-		return reply{}, contextError(ctx, op, "waiting for the reply")
+	r, err := cn.await(ctx, cl, lead)
+	if err != nil {
+		return reply{}, err // cl may still be handed a reply: not reused
 	}
+	c.calls.Put(cl)
+	return c.settle(op, r)
+}
+
+// bounded is ctx, ending at deadline at the latest, for the rare waits that need a context.
+func bounded(ctx context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, deadline)
+}
+
+// deadlineError is the error of a call whose deadline passed with no reply.
+func deadlineError(op uint8) error {
+	return unavailable(OpName(op)+": waiting for the reply", context.DeadlineExceeded)
 }
 
 func (c *Client) settle(op uint8, r reply) (reply, error) {
@@ -122,12 +144,14 @@ func (c *Client) settle(op uint8, r reply) (reply, error) {
 
 // conn returns the connection to send on: the least busy one, or a new one while fewer than
 // MaxConns are open and all are busy.
-func (c *Client) conn(ctx context.Context, op uint8) (*conn, error) {
+func (c *Client) conn(ctx context.Context, deadline time.Time, op uint8) (*conn, error) {
 	if p := c.live.Load(); p != nil {
 		if best, full := leastBusy(*p, c.opt.MaxConns); best != nil && (full || best.inflight.Load() == 0) {
 			return best, nil
 		}
 	}
+	ctx, cancel := bounded(ctx, deadline)
+	defer cancel()
 	for {
 		c.mu.Lock()
 		if c.closed {
@@ -145,12 +169,12 @@ func (c *Client) conn(ctx context.Context, op uint8) (*conn, error) {
 		}
 		if len(conns)+c.dialing < c.opt.MaxConns {
 			if wait := time.Until(c.retryAt); wait > 0 {
-				err := c.dialErr
+				err, failures := c.dialErr, c.failures
 				c.mu.Unlock()
 				if best != nil {
 					return best, nil
 				}
-				return nil, unavailable(fmt.Sprintf("%s: not redialling for another %v after %d failed dials", OpName(op), wait.Round(time.Millisecond), c.failures), err)
+				return nil, unavailable(fmt.Sprintf("%s: not redialling for another %v after %d failed dials", OpName(op), wait.Round(time.Millisecond), failures), err)
 			}
 			c.dialing++
 			c.mu.Unlock()
@@ -185,13 +209,12 @@ func leastBusy(conns []*conn, max int) (best *conn, full bool) {
 // dial opens a connection, starts its goroutines and queues its HELLO. The caller has counted
 // itself in c.dialing.
 func (c *Client) dial(ctx context.Context, op uint8) (*conn, error) {
-	d := net.Dialer{Timeout: c.opt.DialTimeout}
-	nc, err := d.DialContext(ctx, "unix", c.path)
+	fd, err := dialUnix(ctx, c.path, c.opt.DialTimeout)
 	c.mu.Lock()
 	c.dialing--
 	c.wakeDialWaitersLocked()
 	if err != nil {
-		cancelled := errors.Is(err, context.Canceled) && ctx.Err() != nil
+		cancelled := ctx.Err() != nil && errors.Is(err, ctx.Err())
 		if !cancelled {
 			c.noteFailureLocked(err)
 		}
@@ -199,24 +222,23 @@ func (c *Client) dial(ctx context.Context, op uint8) (*conn, error) {
 		if cancelled {
 			return nil, contextError(ctx, op, "connecting")
 		}
-		return nil, unavailable(OpName(op)+": cannot connect", err)
+		return nil, unavailable(OpName(op)+": cannot connect to "+c.path, err)
 	}
 	if c.closed {
 		c.mu.Unlock()
-		nc.Close()
+		closeSocket(fd)
 		return nil, ErrClosed
 	}
 	c.failures, c.retryAt, c.dialErr = 0, time.Time{}, nil
-	cn := newConn(c, nc)
+	cn := newConn(c, fd)
 	var conns []*conn
 	if p := c.live.Load(); p != nil {
 		conns = append(conns, *p...)
 	}
 	conns = append(conns, cn)
 	c.live.Store(&conns)
-	c.wg.Add(2)
+	c.wg.Add(1)
 	c.mu.Unlock()
-	go cn.readLoop()
 	go cn.writeLoop()
 	cn.sendHello(c.opt.ClientName)
 	return cn, nil

@@ -250,6 +250,26 @@ func (d *daemon) signal(sig syscall.Signal) {
 	}
 }
 
+// pause stops sigild (SIGSTOP) and waits until the kernel reports it stopped: until then it
+// may still answer what it had read.
+func (d *daemon) pause() {
+	d.t.Helper()
+	d.signal(syscall.SIGSTOP)
+	stat := fmt.Sprintf("/proc/%d/stat", d.pid())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		text, err := os.ReadFile(stat)
+		// The state follows the command name in parentheses: "pid (comm) T ...".
+		if i := bytes.LastIndexByte(text, ')'); err == nil && i > 0 && i+2 < len(text) && text[i+2] == 'T' {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("sigild not stopped 10 s after SIGSTOP: %s", text)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // kill stops sigild at once (SIGKILL): connections break mid-request.
 func (d *daemon) kill() { d.halt(syscall.SIGKILL) }
 

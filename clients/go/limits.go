@@ -3,6 +3,7 @@ package sigil
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // sendHello queues a HELLO as a new connection's first frame. Nothing waits for it: it tells the
@@ -27,7 +28,7 @@ func (cn *conn) sendHello(clientName string) {
 		}
 		cn.helloAnswered(maxFrame)
 	}}
-	if cn.send(cl, frame) != nil {
+	if _, err := cn.send(cl, frame); err != nil {
 		cn.helloAnswered(defaultMaxFrame)
 	}
 }
@@ -41,13 +42,15 @@ func (cn *conn) helloAnswered(maxFrame uint32) {
 
 // checkSize refuses a frame larger than the connection's max_frame, before it is sent: the
 // daemon would answer FRAME_TOO_LARGE and close the connection, failing every call on it.
-func (cn *conn) checkSize(ctx context.Context, op uint8, frameBytes int) error {
+func (cn *conn) checkSize(ctx context.Context, deadline time.Time, op uint8, frameBytes int) error {
 	length := frameBytes - 4
 	if length <= smallestMaxFrame {
 		return nil
 	}
 	max := cn.maxFrame.Load()
 	if max == 0 {
+		ctx, cancel := bounded(ctx, deadline)
+		defer cancel()
 		select {
 		case <-cn.helloDone:
 		case <-ctx.Done():

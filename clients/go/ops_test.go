@@ -24,7 +24,7 @@ type opsFixture struct {
 	retired ed25519.PublicKey
 }
 
-const retiredTS = 1600000000000
+const retiredTS uint64 = 1600000000000
 
 func newOpsFixture(t *testing.T) *opsFixture {
 	f := &opsFixture{spec: specKey(t), other: randomKey(t, "other.example", "a1"), second: randomKey(t, "other.example", "b2")}

@@ -175,7 +175,7 @@ func TestStoppedDaemonHonoursDeadlines(t *testing.T) {
 	if err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d.signal(syscall.SIGSTOP)
+	d.pause()
 	defer d.signal(syscall.SIGCONT)
 
 	var wg sync.WaitGroup
@@ -251,11 +251,12 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// clientGoroutines counts the goroutines this package runs for connections.
+// clientGoroutines counts the goroutines this package runs for connections: a writer each, and
+// a drainer while replies are due with no caller reading. (Frames, not "created by" lines.)
 func clientGoroutines() int {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	return strings.Count(string(buf), "sigil.(*conn).readLoop") + strings.Count(string(buf), "sigil.(*conn).writeLoop")
+	return strings.Count(string(buf), "sigil.(*conn).writeLoop(") + strings.Count(string(buf), "sigil.(*conn).startDrainerLocked.func1(")
 }
 
 // No goroutine outlives its connection, or the client.
@@ -268,7 +269,7 @@ func TestNoGoroutineLeaks(t *testing.T) {
 	l := startLoad(t, c, 16)
 	l.waitFor(500)
 	if n := clientGoroutines(); n == 0 || n > 8 {
-		t.Fatalf("%d connection goroutines for at most 4 connections", n)
+		t.Fatalf("%d connection goroutines for at most 4 connections (a writer and at most one drainer each)", n)
 	}
 	d.kill()
 	waitUntil(t, "the broken connections' goroutines to end", func() bool { return clientGoroutines() == 0 })
@@ -276,9 +277,8 @@ func TestNoGoroutineLeaks(t *testing.T) {
 	l.waitFor(500)
 	l.finish()
 	c.Close()
-	if n := clientGoroutines(); n != 0 {
-		t.Fatalf("%d connection goroutines after Close", n)
-	}
+	// Close waits for them; give their stacks a moment to unwind after their last line.
+	waitUntil(t, "no connection goroutine after Close", func() bool { return clientGoroutines() == 0 })
 	if _, err := c.SignRequest(context.Background(), "domain", "a.example", "GET", "/x", nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: %v", err)
 	}
@@ -351,5 +351,31 @@ func TestBudget(t *testing.T) {
 	}
 	if w := weight(100 << 20); w != inFlightBudget {
 		t.Fatalf("a request larger than the budget weighs %d", w)
+	}
+}
+
+// A connection sigild closed while it sat idle is noticed when the next frame cannot be sent,
+// and the frame goes on a new connection: the caller sees nothing of it.
+func TestIdleConnectionClosedByTheDaemon(t *testing.T) {
+	d := startDaemon(t, daemonConfig{limits: "  idle_timeout: 200ms\n"})
+	c := New(d.socket(), Options{MaxConns: 1})
+	defer c.Close()
+	ctx := testContext(t, 30*time.Second)
+	for round := 0; round < 3; round++ {
+		if _, err := c.SignRequest(ctx, "domain", "a.example", "GET", "/idle", nil); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		first := (*c.live.Load())[0]
+		closed := strings.Count(d.logText(), "closing idle connection")
+		// sigild looks for idle connections once a second.
+		waitUntil(t, "sigild to close the idle connection", func() bool {
+			return strings.Count(d.logText(), "closing idle connection") > closed
+		})
+		if _, err := c.SignRequest(ctx, "domain", "a.example", "GET", "/after-idle", nil); err != nil {
+			t.Fatalf("round %d, after the daemon closed the idle connection: %v", round, err)
+		}
+		if (*c.live.Load())[0] == first {
+			t.Fatalf("round %d: still the connection sigild closed", round)
+		}
 	}
 }
