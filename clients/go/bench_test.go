@@ -48,6 +48,12 @@ func BenchmarkRoundTrip(b *testing.B) {
 
 var benchCallers = []int{1, 10, 64}
 
+// benchMaxConns is Options.MaxConns for the runs: the default, unless SIGIL_BENCH_MAXCONNS says.
+func benchMaxConns() int {
+	n, _ := strconv.Atoi(os.Getenv("SIGIL_BENCH_MAXCONNS"))
+	return n
+}
+
 const benchDestination = "matrix.org"
 
 func benchURIs(n int) []string {
@@ -87,7 +93,7 @@ func benchInProcess(b *testing.B, callers int) {
 }
 
 func benchSigild(b *testing.B, d *daemon, callers int) {
-	c := New(d.socket(), Options{})
+	c := New(d.socket(), Options{MaxConns: benchMaxConns()})
 	defer c.Close()
 	uris := benchURIs(b.N)
 	warm(b, c, callers)

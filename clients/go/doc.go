@@ -3,8 +3,8 @@
 // protocol of docs/PROTOCOL.md on a Unix socket.
 //
 // One Client serves a whole program. It connects on first use, pipelines the calls of any
-// number of goroutines over a few connections (replies are matched by request ID, in any
-// order), and reconnects after sigild restarts:
+// number of goroutines over its connection (Options.MaxConns allows more; replies are matched
+// by request ID, in any order), and reconnects after sigild restarts:
 //
 //	signer := sigil.New("/run/sigil/sigild.sock", sigil.Options{})
 //	defer signer.Close()

@@ -15,8 +15,11 @@ type Options struct {
 	// deadline is used as it is.
 	CallTimeout time.Duration
 	// MaxConns is how many connections the client opens at most; calls are pipelined over
-	// them. Default 2. A second connection is opened only when the first has requests in
-	// flight.
+	// them. Default 1: one connection carries tens of thousands of requests a second, and
+	// the fuller it is, the fewer system calls each request costs, in the caller and in
+	// sigild (docs/BENCHMARKS.md, "The Go client"). sigild serves each connection on one
+	// event loop, so more connections only help a caller that needs more than one of
+	// sigild's cores. A further connection opens only while all are busy.
 	MaxConns int
 	// ClientName is sent in the HELLO that opens each connection, for sigild's logs.
 	// Default: the program's file name.
@@ -26,7 +29,7 @@ type Options struct {
 const (
 	defaultDialTimeout = time.Second
 	defaultCallTimeout = 2 * time.Second
-	defaultMaxConns    = 2
+	defaultMaxConns    = 1
 	// The most MaxConns can be: sigild serves a connection on one event loop, and a few
 	// connections already keep every loop busy.
 	maxMaxConns = 64
