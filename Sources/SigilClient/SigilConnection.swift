@@ -139,9 +139,12 @@ public final class SigilConnection: Sendable {
     static func encodingProblem(_ request: Request) -> String? {
         var check = FieldCheck(operation: request.opcode)
         switch request {
-        case .hello(let clientName):
+        case .hello(let clientName, let page):
             check.string("client_name", clientName)
-        case .ping, .listKeys, .stats:
+            if let page { check.string("cursor", page.cursor) }
+        case .listKeys(let cursor):
+            if let cursor { check.string("cursor", cursor) }
+        case .ping, .stats:
             break
         case .signRequest(let p):
             check.string("origin", p.origin)

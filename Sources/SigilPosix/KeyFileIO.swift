@@ -11,6 +11,26 @@ public enum PermissionPolicy: Sendable {
     case warn
 }
 
+/// Something about a key file that does not stop it loading. Typed, so callers choose what to
+/// show (the daemon says once that memory is not locked, rather than once per file).
+public enum KeyFileWarning: Sendable, Equatable, CustomStringConvertible {
+    /// Other users can read or write it (the tools load it anyway; the daemon refuses it).
+    case unsafePermissions(KeyFileError)
+    /// The guarded copy could not be locked into RAM.
+    case notLocked(path: String)
+    /// A key ID with characters outside the spec's [a-zA-Z0-9_].
+    case nonCompliantKeyID(path: String, line: Int, id: KeyID)
+
+    public var description: String {
+        switch self {
+        case .unsafePermissions(let problem): return "warning: \(problem.description)"
+        case .notLocked(let path): return "warning: \(path): key memory could not be locked into RAM (RLIMIT_MEMLOCK)"
+        case .nonCompliantKeyID(let path, let line, let id):
+            return "warning: \(path):\(line): key ID \(id) uses characters outside [a-zA-Z0-9_]; some servers may reject it"
+        }
+    }
+}
+
 /// Reading and writing key files, with the bytes going straight between the file and guarded
 /// memory: no Swift array ever holds them.
 public enum KeyFileIO {
@@ -19,7 +39,7 @@ public enum KeyFileIO {
     /// - Returns: the file, and warnings for the caller to print (never key material).
     public static func read(
         _ path: String, permissions: PermissionPolicy, lockPolicy: MemoryLockPolicy
-    ) throws(KeyFileError) -> (file: KeyFile, warnings: [String]) {
+    ) throws(KeyFileError) -> (file: KeyFile, warnings: [KeyFileWarning]) {
         let fd: Int32
         do {
             // O_NONBLOCK: opening a FIFO for reading would otherwise block until a writer came
@@ -37,12 +57,15 @@ public enum KeyFileIO {
             throw KeyFileError(path: path, .unreadable(error.description))
         }
         guard status.isRegularFile else { throw KeyFileError(path: path, .unreadable("not a regular file")) }
-        var warnings: [String] = []
+        if permissions == .refuse && status.owner != 0 && status.owner != Posix.effectiveUID {
+            throw KeyFileError(path: path, .untrustedOwner(uid: status.owner, expected: Posix.effectiveUID))
+        }
+        var warnings: [KeyFileWarning] = []
         if status.permissions & 0o077 != 0 {
             let problem = KeyFileError(path: path, .unsafePermissions(mode: status.permissions))
             switch permissions {
             case .refuse: throw problem
-            case .warn: warnings.append("warning: \(problem.description)")
+            case .warn: warnings.append(.unsafePermissions(problem))
             }
         }
         guard status.size <= KeyFile.maxSize else { throw KeyFileError(path: path, .tooLarge(limit: KeyFile.maxSize)) }
@@ -52,7 +75,7 @@ public enum KeyFileIO {
         } catch {
             throw KeyFileError(path: path, .unreadable(error.description))
         }
-        if !buffer.isLocked { warnings.append("warning: \(path): key memory could not be locked into RAM (RLIMIT_MEMLOCK)") }
+        if !buffer.isLocked { warnings.append(.notLocked(path: path)) }
         let filled: Result<Int, PosixError> = buffer.withUnsafeMutableBytes { whole in
             Result { () throws(PosixError) -> Int in
                 var offset = 0
@@ -72,7 +95,7 @@ public enum KeyFileIO {
         }
         let file = try KeyFile(contents: buffer, path: path)
         for entry in file.entries where !entry.id.isSpecCompliant {
-            warnings.append("warning: \(path):\(entry.line): key ID \(entry.id) uses characters outside [a-zA-Z0-9_]; some servers may reject it")
+            warnings.append(.nonCompliantKeyID(path: path, line: entry.line, id: entry.id))
         }
         return (file, warnings)
     }

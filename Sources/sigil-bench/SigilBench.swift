@@ -180,7 +180,8 @@ func measure(
         seconds: Double(stopped - start) / 1e9, completed: completed, errors: errors,
         firstError: drivers.compactMap { $0.tally.firstError }.first, failure: drivers.compactMap { $0.tally.failure }.first,
         p50: us(50), p90: us(90), p99: us(99), p999: us(99.9), max: Double(histogram.max) / 1000, mean: histogram.mean / 1000,
-        daemonCPUNanoseconds: cpuStart.flatMap { start in cpuEnd.map { $0 - start } }, daemonRSS: rss, daemonLocked: locked,
+        // A daemon that died (a zombie's threads are gone) can read lower at the end: no figure then.
+        daemonCPUNanoseconds: cpuStart.flatMap { start in cpuEnd.flatMap { $0 >= start ? $0 - start : nil } }, daemonRSS: rss, daemonLocked: locked,
         baseline: concurrentRaw ?? baselines?.0, echoP50: baselines?.1, sameCore: placement != nil, histogram: histogram)
 }
 
