@@ -265,13 +265,13 @@ func (c *Client) wakeDialWaitersLocked() {
 }
 
 // forget drops a broken connection, so that the next call dials again.
-func (c *Client) forget(cn *conn) {
+func (c *Client) forget(cn *conn, broken error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cn.replies.Load() == 0 && !c.closed {
-		// Accepted and closed without a word (sigild at its connection limit, or a socket
-		// whose daemon died): back off as for a failed dial.
-		c.noteFailureLocked(errors.New("the daemon closed the connection before answering"))
+		// Accepted and closed without a word (a caller no rule admits, sigild at its
+		// connection limit, a socket whose daemon died): back off as for a failed dial.
+		c.noteFailureLocked(broken)
 	} else {
 		c.failures = 0
 		c.retryAt = time.Time{}

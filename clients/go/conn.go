@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -484,6 +485,11 @@ func (cn *conn) fail(cause error) {
 		cn.broken = ErrClosed
 	case errors.As(cause, &se):
 		cn.broken = unavailable("the daemon closed the connection", cause)
+	case cn.replies.Load() == 0 && (errors.Is(cause, errEOF) || errors.Is(cause, syscall.ECONNRESET) || errors.Is(cause, syscall.EPIPE)):
+		// Not a word before closing: what sigild does to a caller that no access rule of the
+		// listener matches (and to everyone, when it stops). Say so: the caller cannot tell.
+		cn.broken = unavailable("sigild closed the connection before answering anything, as it does when no access "+
+			"rule of the listener matches this process's uid and groups (its journal names the refusal), or when it stops", cause)
 	default:
 		cn.broken = unavailable("connection failed", cause)
 	}
@@ -502,7 +508,7 @@ func (cn *conn) fail(cause error) {
 	close(cn.closed)
 	cn.sock.shutdown()
 	cn.helloOnce.Do(func() { close(cn.helloDone) })
-	cn.client.forget(cn)
+	cn.client.forget(cn, broken)
 	for _, o := range orphans {
 		cn.finished(o.cl)
 		if o.notify {

@@ -130,11 +130,19 @@ type unavailableError struct {
 	cause error
 }
 
-func (e *unavailableError) Error() string {
-	if e.cause == nil {
-		return ErrUnavailable.Error() + ": " + e.what
+func (e *unavailableError) Error() string { return ErrUnavailable.Error() + ": " + e.detail() }
+
+// detail is the message without the prefix, so that one unavailability wrapping another reads
+// as one sentence.
+func (e *unavailableError) detail() string {
+	switch inner := e.cause.(type) {
+	case nil:
+		return e.what
+	case *unavailableError:
+		return e.what + ": " + inner.detail()
+	default:
+		return e.what + ": " + inner.Error()
 	}
-	return ErrUnavailable.Error() + ": " + e.what + ": " + e.cause.Error()
 }
 
 func (e *unavailableError) Unwrap() error { return e.cause }

@@ -388,3 +388,67 @@ func TestCancelledContext(t *testing.T) {
 		t.Fatalf("cancelled: %v", err)
 	}
 }
+
+// A listing larger than max_frame: LIST_KEYS' old form is refused and ListKeys pages on its
+// own; HELLO pages by cursor.
+func TestListingsLargerThanAFrame(t *testing.T) {
+	var keys []testKey
+	for i := 0; i < 150; i++ {
+		keys = append(keys, randomKey(t, fmt.Sprintf("server%03d.example", i), "k1"))
+	}
+	d := startDaemon(t, daemonConfig{keys: keys, limits: "  max_frame: 2048\n"})
+	c := New(d.socket(), Options{})
+	defer c.Close()
+	ctx := testContext(t, 30*time.Second)
+	if _, _, err := c.ListKeysPage(ctx, ""); err != nil {
+		var se *StatusError
+		if errors.As(err, &se) && se.Status == StatusBadRequest {
+			t.Skipf("this sigild predates the paged LIST_KEYS: %v", err)
+		}
+		t.Fatal(err)
+	}
+	// The old form cannot hold it all.
+	frame, _ := newEncoder(OpListKeys, 0).finish(0)
+	if _, err := c.roundTrip(ctx, OpListKeys, frame); err == nil {
+		t.Fatal("the whole listing fits in one frame: the test lists too few servers")
+	}
+	servers, err := c.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(servers) != len(keys) {
+		t.Fatalf("%d servers listed, %d configured", len(servers), len(keys))
+	}
+	for i, s := range servers {
+		k := keys[i] // sigild lists servers in byte order, as they were named here
+		if s.ServerName != k.server || len(s.Keys) != 1 || !bytes.Equal(s.Keys[0].PublicKey, k.public()) {
+			t.Fatalf("server %d: %+v, want %s", i, s, k.server)
+		}
+	}
+	var names []string
+	cursor, pages := "", 0
+	for {
+		h, err := c.HelloPage(ctx, cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		names = append(names, h.Servers...)
+		if h.ServerTotal != uint32(len(keys)) {
+			t.Fatalf("server_total %d", h.ServerTotal)
+		}
+		if cursor = h.NextCursor; cursor == "" {
+			break
+		}
+		if pages > len(keys) {
+			t.Fatal("HELLO pages do not end")
+		}
+	}
+	if pages < 2 {
+		t.Fatalf("HELLO in %d page: the test lists too few servers", pages)
+	}
+	if len(names) != len(keys) || names[0] != keys[0].server || names[len(names)-1] != keys[len(keys)-1].server {
+		t.Fatalf("%d names over %d pages: %v", len(names), pages, names)
+	}
+	t.Logf("LIST_KEYS and HELLO paged (HELLO in %d pages)", pages)
+}

@@ -2,6 +2,7 @@ package sigil
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -360,16 +361,19 @@ func TestIdleConnectionClosedByTheDaemon(t *testing.T) {
 	d := startDaemon(t, daemonConfig{limits: "  idle_timeout: 200ms\n"})
 	c := New(d.socket(), Options{MaxConns: 1})
 	defer c.Close()
-	ctx := testContext(t, 30*time.Second)
+	// A second client, kept busy, watches the daemon's count of open connections.
+	watcher := New(d.socket(), Options{})
+	defer watcher.Close()
+	ctx := testContext(t, 60*time.Second)
 	for round := 0; round < 3; round++ {
 		if _, err := c.SignRequest(ctx, "domain", "a.example", "GET", "/idle", nil); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
 		first := (*c.live.Load())[0]
-		closed := strings.Count(d.logText(), "closing idle connection")
-		// sigild looks for idle connections once a second.
+		// sigild looks for idle connections about once a second.
 		waitUntil(t, "sigild to close the idle connection", func() bool {
-			return strings.Count(d.logText(), "closing idle connection") > closed
+			time.Sleep(50 * time.Millisecond)
+			return openConnections(t, watcher) == 1
 		})
 		if _, err := c.SignRequest(ctx, "domain", "a.example", "GET", "/after-idle", nil); err != nil {
 			t.Fatalf("round %d, after the daemon closed the idle connection: %v", round, err)
@@ -378,4 +382,20 @@ func TestIdleConnectionClosedByTheDaemon(t *testing.T) {
 			t.Fatalf("round %d: still the connection sigild closed", round)
 		}
 	}
+}
+
+// openConnections is sigild's count of open connections, the watcher's own included.
+func openConnections(t *testing.T, watcher *Client) int {
+	t.Helper()
+	raw, err := watcher.Stats(testContext(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats struct {
+		Connections struct{ Open int } `json:"connections"`
+	}
+	if err := json.Unmarshal(raw, &stats); err != nil {
+		t.Fatal(err)
+	}
+	return stats.Connections.Open
 }
