@@ -18,7 +18,7 @@ type Client struct {
 	opt    Options
 	budget *budget
 	calls  sync.Pool
-	wg     sync.WaitGroup // reader and writer goroutines
+	wg     sync.WaitGroup // the connections' writer and drainer goroutines
 
 	live atomic.Pointer[[]*conn] // read without the lock on every call
 
@@ -31,7 +31,8 @@ type Client struct {
 	dialErr  error
 }
 
-// Redial back-off after failed dials: 20 ms, doubling to 1 s. Calls in between fail at once.
+// Back-off after failed dials, and connections closed before any answer: 20 ms, doubling to
+// 1 s, until a connection answers. Calls in between fail at once.
 const (
 	firstBackoff = 20 * time.Millisecond
 	maxBackoff   = time.Second
@@ -174,7 +175,7 @@ func (c *Client) conn(ctx context.Context, deadline time.Time, op uint8) (*conn,
 				if best != nil {
 					return best, nil
 				}
-				return nil, unavailable(fmt.Sprintf("%s: not redialling for another %v after %d failed dials", OpName(op), wait.Round(time.Millisecond), failures), err)
+				return nil, unavailable(fmt.Sprintf("%s: not reconnecting for another %v after %d failed attempts", OpName(op), wait.Round(time.Millisecond), failures), err)
 			}
 			c.dialing++
 			c.mu.Unlock()
@@ -229,7 +230,9 @@ func (c *Client) dial(ctx context.Context, op uint8) (*conn, error) {
 		closeSocket(fd)
 		return nil, ErrClosed
 	}
-	c.failures, c.retryAt, c.dialErr = 0, time.Time{}, nil
+	// failures stays until the connection answers (see forget): a daemon that accepts and
+	// closes at once must back off as one that refuses to connect.
+	c.retryAt, c.dialErr = time.Time{}, nil
 	cn := newConn(c, fd)
 	var conns []*conn
 	if p := c.live.Load(); p != nil {
@@ -244,8 +247,8 @@ func (c *Client) dial(ctx context.Context, op uint8) (*conn, error) {
 	return cn, nil
 }
 
-// noteFailureLocked starts or lengthens the back-off after a dial, or a connection the daemon
-// closed before answering anything, failed.
+// noteFailureLocked starts or lengthens the back-off after a failed dial, or a connection the
+// daemon closed before answering anything.
 func (c *Client) noteFailureLocked(err error) {
 	backoff := firstBackoff << c.failures
 	if c.failures >= 6 || backoff > maxBackoff {
@@ -255,6 +258,13 @@ func (c *Client) noteFailureLocked(err error) {
 	}
 	c.retryAt = time.Now().Add(backoff)
 	c.dialErr = err
+}
+
+// answered ends the back-off: a connection has answered.
+func (c *Client) answered() {
+	c.mu.Lock()
+	c.failures = 0
+	c.mu.Unlock()
 }
 
 func (c *Client) wakeDialWaitersLocked() {

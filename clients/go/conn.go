@@ -418,7 +418,9 @@ func (cn *conn) dispatch(frame []byte, me *call) (r reply, mine bool, err error)
 		return reply{}, false, protocolError(op, "bad frame header % x", frame[4:8])
 	}
 	body := append([]byte(nil), frame[headerLength:]...)
-	cn.replies.Add(1)
+	if cn.replies.Add(1) == 1 {
+		cn.client.answered()
+	}
 	cn.mu.Lock()
 	cl := cn.pending[id]
 	abandoned := false

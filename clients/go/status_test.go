@@ -2,6 +2,7 @@ package sigil
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -208,5 +209,43 @@ func TestStatusNames(t *testing.T) {
 	u := unavailable("sign_request: waiting for the reply", context.DeadlineExceeded)
 	if !errors.Is(u, ErrUnavailable) || !errors.Is(u, context.DeadlineExceeded) {
 		t.Fatal("unavailable wraps both")
+	}
+}
+
+// A listener that admits nobody this process could be: every connection is closed at once.
+// The client backs off as from a daemon that is not there, rather than reconnecting for every
+// call.
+func TestBackoffFromConnectionsClosedAtOnce(t *testing.T) {
+	d := deniedFixture(t)
+	ctx := testContext(t, 30*time.Second)
+	admin := New(d.socket(), Options{})
+	defer admin.Close()
+	refused := func() int {
+		raw, err := admin.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stats struct {
+			Connections struct{ Refused int } `json:"connections"`
+		}
+		if err := json.Unmarshal(raw, &stats); err != nil {
+			t.Fatal(err)
+		}
+		return stats.Connections.Refused
+	}
+	before := refused()
+	stranger := New(d.path("stranger.sock"), Options{})
+	defer stranger.Close()
+	// Calls for 1.5 s: with a back-off of 20 ms doubling to 1 s, about 7 attempts to connect;
+	// with 20 ms each time, 75.
+	calls := 0
+	for start := time.Now(); time.Since(start) < 1500*time.Millisecond; calls++ {
+		if _, err := stranger.SignRequest(ctx, "domain", "matrix.org", "GET", "/x", nil); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("call %d: %v", calls, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if attempts := refused() - before; attempts < 2 || attempts > 15 {
+		t.Fatalf("%d connections for %d calls in 1.5 s", attempts, calls)
 	}
 }
