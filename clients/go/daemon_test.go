@@ -82,10 +82,10 @@ type daemon struct {
 	keys    []testKey
 	inherit *os.File // a listening socket passed as fd 3, as systemd's socket activation does
 
-	mu        sync.Mutex
-	cmd       *exec.Cmd
-	cmdExited chan error
-	log       *os.File
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+	log    *os.File
 }
 
 // daemonConfig describes what a test needs from sigild. The "main" listener always exists
@@ -171,8 +171,8 @@ limits:
 	if err := os.WriteFile(d.config, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(d.stop) // before start: a daemon that fails to serve is stopped too
 	d.start()
-	t.Cleanup(d.stop)
 	return d
 }
 
@@ -197,18 +197,20 @@ func (d *daemon) start() {
 	if err := cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
-	d.cmd, d.log = cmd, log
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	d.cmd, d.log, d.exited = cmd, log, exited
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
-		case err := <-exited:
-			d.t.Fatalf("sigild exited before serving (%v):\n%s", err, d.logText())
+		case <-exited:
+			d.cmd = nil
+			log.Close()
+			d.t.Fatalf("sigild exited before serving (%v):\n%s", waitErr, d.logText())
 		default:
 		}
 		if d.answers() {
-			d.cmdExited = exited // halt waits on it
 			return
 		}
 		if time.Now().After(deadline) {
@@ -285,10 +287,10 @@ func (d *daemon) halt(sig syscall.Signal) {
 	d.cmd.Process.Signal(syscall.SIGCONT) // a stopped process cannot act on SIGTERM
 	d.cmd.Process.Signal(sig)
 	select {
-	case <-d.cmdExited:
+	case <-d.exited:
 	case <-time.After(20 * time.Second):
 		d.cmd.Process.Kill()
-		<-d.cmdExited
+		<-d.exited
 		d.t.Errorf("sigild did not exit within 20 s of signal %v", sig)
 	}
 	d.log.Close()
