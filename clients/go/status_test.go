@@ -249,3 +249,28 @@ func TestBackoffFromConnectionsClosedAtOnce(t *testing.T) {
 		t.Fatalf("%d connections for %d calls in 1.5 s", attempts, calls)
 	}
 }
+
+// BUSY from the caller's rate limit on a listener (a token bucket for signing operations):
+// single requests get it too, and it is temporary.
+func TestBusyFromTheRateLimit(t *testing.T) {
+	d := startDaemon(t, daemonConfig{extra: fmt.Sprintf(`  - name: limited
+    path: {dir}/limited.sock
+    mode: "0600"
+    rate_limit: { per_second: 0.001, burst: 2 }
+    access:
+      - uid: %d
+`, os.Getuid())})
+	c := New(d.path("limited.sock"), Options{})
+	defer c.Close()
+	ctx := testContext(t, 20*time.Second)
+	for i := 0; i < 2; i++ {
+		if _, err := c.SignRequest(ctx, "domain", "a.example", "GET", "/x", nil); err != nil {
+			t.Fatalf("within the burst: %v", err)
+		}
+	}
+	_, err := c.SignRequest(ctx, "domain", "a.example", "GET", "/x", nil)
+	wantStatus(t, "past the burst", err, StatusBusy, OpSignRequest)
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("PING signs nothing and is not limited: %v", err)
+	}
+}

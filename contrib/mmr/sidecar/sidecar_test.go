@@ -83,6 +83,11 @@ func sigildPath(t *testing.T) string {
 // this uid do anything, and an "mmr" socket with the rule docs/operations.md gives MMR, for
 // "domain" only.
 func startDaemon(t *testing.T, dir string, keys ...key) *daemon {
+	return startDaemonWith(t, dir, "", keys...)
+}
+
+// startDaemonWith adds mmrYAML (lines such as a rate_limit) to the "mmr" listener.
+func startDaemonWith(t *testing.T, dir, mmrYAML string, keys ...key) *daemon {
 	binary := sigildPath(t)
 	var servers strings.Builder
 	for i, k := range keys {
@@ -101,14 +106,14 @@ func startDaemon(t *testing.T, dir string, keys ...key) *daemon {
       - uid: %d
   - name: mmr
     path: %s/mmr.sock
-    access:
+%s    access:
       - uid: %d
         operations: [sign_request]
         servers: [domain]
         methods: [GET]
         uri_prefixes: [/_matrix/federation/v1/media/download/]
 memory_lock: warn
-`, servers.String(), dir, os.Getuid(), dir, os.Getuid())
+`, servers.String(), dir, os.Getuid(), dir, mmrYAML, os.Getuid())
 	path := filepath.Join(dir, "sigild.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
@@ -311,5 +316,52 @@ func TestUnavailableThenBack(t *testing.T) {
 	}
 	if n := log.count("answers again"); n != 1 {
 		t.Fatalf("recovery logged %d times: %q", n, log.lines)
+	}
+}
+
+// BUSY (here sigild's rate limit for this caller) is tried once more, then returned as a
+// refusal: not unavailability, and not logged as a configuration error.
+func TestBusyTriedOnceMore(t *testing.T) {
+	t.Cleanup(Reset)
+	dir := scratch(t)
+	startDaemonWith(t, dir, "    rate_limit: { per_second: 0.001, burst: 1 }\n", newKey(t, "domain", "1"))
+	log := &recorder{}
+	ctx := context.Background()
+	socket := filepath.Join(dir, "mmr.sock")
+	media := "/_matrix/federation/v1/media/download/abc"
+	if _, err := Sign(ctx, socket, "domain", "matrix.org", "GET", media, log); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Sign(ctx, socket, "domain", "matrix.org", "GET", media, log)
+	var refusal *sigil.StatusError
+	var down *UnavailableError
+	if !errors.As(err, &refusal) || refusal.Status != sigil.StatusBusy || errors.As(err, &down) {
+		t.Fatalf("past the rate limit: %v", err)
+	}
+	// Two attempts, as sigild counts them.
+	admin := sigil.New(filepath.Join(dir, "s.sock"), sigil.Options{})
+	defer admin.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		raw, err := admin.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stats struct {
+			RateLimited int `json:"rate_limited"`
+		}
+		if err := json.Unmarshal(raw, &stats); err != nil {
+			t.Fatal(err)
+		}
+		if stats.RateLimited == 2 {
+			break
+		}
+		if stats.RateLimited > 2 || time.Now().After(deadline) {
+			t.Fatalf("sigild counted %d rate-limited requests, want 2 (one try and one retry)", stats.RateLimited)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(log.lines) != 0 {
+		t.Errorf("logged %q", log.lines)
 	}
 }
