@@ -94,6 +94,7 @@ let package = Package(
             name: "SigilCoreTests",
             dependencies: ["SigilCore", "CSodium"],
             resources: [.copy("Fixtures")]),
+        .testTarget(name: "SigilToolingTests", dependencies: ["SigilTooling", "SigilCore"]),
         .testTarget(
             name: "SigilServerTests",
             dependencies: ["SigilServer", "SigilCore", "SigilPosix", "SigilTestSupport"]),

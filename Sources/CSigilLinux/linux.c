@@ -168,3 +168,7 @@ int CSigilLinux_pipe_cloexec(int fds[2]) {
 int CSigilLinux_spawn_add_chdir(void *actions, const char *path) {
     return posix_spawn_file_actions_addchdir_np((posix_spawn_file_actions_t *)actions, path);
 }
+
+int CSigilLinux_spawn_add_closefrom(void *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, from);
+}

@@ -559,6 +559,9 @@ public enum Posix {
         if let standardOutput { posix_spawn_file_actions_adddup2(&actions, standardOutput, 1) }
         if let standardError { posix_spawn_file_actions_adddup2(&actions, standardError, 2) }
         if let directory { _ = CSigilLinux_spawn_add_chdir(&actions, directory) }
+        // Only the three standard descriptors cross: a daemon started from a test runner or a
+        // benchmark must not inherit (and count against its limits) whatever they hold open.
+        _ = CSigilLinux_spawn_add_closefrom(&actions, 3)
         var merged: [String: String] = [:]
         var index = 0
         while let entry = environ[index] {

@@ -107,6 +107,9 @@ extension ParsableCommand {
     public static func failing(_ body: () throws -> Void) {
         do {
             try body()
+        } catch let code as ExitCode {
+            // Already reported; the status says which failure it was.
+            Self.exit(withError: code)
         } catch {
             Posix.printError("\(commandName): \(error)")
             Self.exit(withError: ExitCode.failure)

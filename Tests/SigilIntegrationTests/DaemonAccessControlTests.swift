@@ -232,6 +232,38 @@ extension DaemonEndToEnd {
             #expect(try statsObject(client).int("denied") == refusals)
         }
 
+        @Test("every encoding of a dot segment the review found is refused by a media-only rule, and counted")
+        func encodedDotSegments() throws {
+            let daemon = try DaemonFixture(
+                config: """
+                    listen:
+                      - name: main
+                        path: {dir}/s.sock
+                    servers:
+                      domain:
+                        keys: [{dir}/spec.key]
+                    access:
+                      - uid: \(getuid())
+                        operations: [sign_request, stats]
+                        methods: [GET]
+                        uri_prefixes: [/_matrix/federation/v1/media/]
+                    """,
+                files: ["spec.key": TestKeys.specSynapseFile])
+            defer { daemon.stop() }
+            let media = "/_matrix/federation/v1/media/"
+            let attacks = [
+                media + "..%2f..%2fsend/txn1", media + "%2e%2e%2fsend/txn1", media + "..;/send/txn1", media + "..\\send\\txn1",
+                media + "..%5csend%5ctxn1", media + "%252e%252e/send/txn1", media + "%u002e%u002e/send/txn1", media + "download/..%2F..%2F..%2Fkey/v2/server",
+            ]
+            let client = daemon.client()
+            for uri in attacks {
+                Self.expectDenied(uri) { _ = try client.signRequest(origin: "domain", destination: "example.org", uri: uri) }
+            }
+            // The ordinary media request still signs.
+            #expect(SpecVectors.isSpecSignature(try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI), uri: SpecVectors.mediaURI))
+            #expect(try statsObject(client).int("denied") == attacks.count)
+        }
+
         @Test(
             "another uid through the sigil CLI: sign_request within its prefix only, nothing else",
             .enabled(if: AccessControl.canSwitchUsers, "needs root and setpriv to run the CLI as another user"))

@@ -135,10 +135,7 @@ struct SystemdActivationTests {
             waitUntilReady: false)
         defer { daemon.stop() }
         #expect(waitUntil { FileManager.default.fileExists(atPath: mmr) })
-        if let probe = try? Posix.socket(type: Int32(SOCK_STREAM.rawValue)) {
-            try? Posix.connect(probe, path: mmr)
-            Posix.close(probe)
-        }
+        daemon.triggerStart(mmr)
         #expect(waitUntil(timeout: 20) { !daemon.isRunning }, "\(daemon.log)")
         #expect(daemon.exitStatus == 1)
         #expect(daemon.log.contains("listener admin: systemd passed no socket named 'admin' (FileDescriptorName=)"), "\(daemon.log)")

@@ -53,14 +53,19 @@ public final class ActivatedDaemon: @unchecked Sendable {
         }
         // systemd-socket-activate starts sigild on the first connection (whether or not sigild
         // then accepts this caller does not matter here).
-        // (The path exists from bind(); until listen(), a connection is refused: retry.)
+        triggerStart(first.path)
+        guard waitUntil(timeout: 30, { receiver.messages.contains { $0.notifyFields["READY"] == "1" } || !isRunning }), isRunning else {
+            throw FixtureError("sigild did not start under systemd-socket-activate:\n\(log)")
+        }
+    }
+
+    /// Connects once to `path`, which makes systemd-socket-activate start sigild. (The path
+    /// exists from bind(); until listen() a connection is refused: retry.)
+    public func triggerStart(_ path: String) {
         _ = waitUntil(timeout: 10) {
             guard let probe = try? Posix.socket(type: Int32(SOCK_STREAM.rawValue)) else { return false }
             defer { Posix.close(probe) }
-            return (try? Posix.connect(probe, path: first.path)) != nil || !isRunning
-        }
-        guard waitUntil(timeout: 30, { receiver.messages.contains { $0.notifyFields["READY"] == "1" } || !isRunning }), isRunning else {
-            throw FixtureError("sigild did not start under systemd-socket-activate:\n\(log)")
+            return (try? Posix.connect(probe, path: path)) != nil || !isRunning
         }
     }
 

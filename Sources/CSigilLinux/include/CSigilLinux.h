@@ -66,4 +66,8 @@ int CSigilLinux_pipe_cloexec(int fds[2]);
  * `actions` is a posix_spawn_file_actions_t *. */
 int CSigilLinux_spawn_add_chdir(void *actions, const char *path);
 
+/* posix_spawn_file_actions_addclosefrom_np(actions, from) (glibc 2.34+): the child inherits no
+ * descriptor from `from` up, whatever the parent has open without close-on-exec. */
+int CSigilLinux_spawn_add_closefrom(void *actions, int from);
+
 #endif

@@ -21,7 +21,7 @@ public struct ServerSelector: Sendable, Equatable, CustomStringConvertible {
     public struct InvalidEntry: Error, Equatable, CustomStringConvertible {
         public let entry: String
         public var description: String {
-            "'\(entry)' is neither a server name nor a pattern ('*', or '*.' followed by a server name)"
+            "\(ConfigText.quote(entry)) is neither a server name nor a pattern ('*', or '*.' followed by a server name)"
         }
     }
 

@@ -146,7 +146,7 @@ struct Field {
         switch try string() {
         case "true", "yes", "on": return true
         case "false", "no", "off": return false
-        case let other: throw error("expected true or false, found '\(other.truncatedUTF8(40))'")
+        case let other: throw error("expected true or false, found \(ConfigText.quote(other))")
         }
     }
 
@@ -156,7 +156,7 @@ struct Field {
         let digits = text.filter { $0 != "_" }
         guard let value = Int64(digits) else {
             let looksNumeric = !digits.isEmpty && digits.drop { $0 == "-" || $0 == "+" }.allSatisfy(\.isNumber)
-            throw error(looksNumeric ? "'\(text.truncatedUTF8(40))' is out of range (\(range.lowerBound) to \(range.upperBound))" : "expected a whole number, found '\(text.truncatedUTF8(40))'")
+            throw error(looksNumeric ? "\(ConfigText.quote(text)) is out of range (\(range.lowerBound) to \(range.upperBound))" : "expected a whole number, found \(ConfigText.quote(text))")
         }
         guard range.contains(value) else { throw error("must be between \(range.lowerBound) and \(range.upperBound), found \(value)") }
         return value
@@ -164,7 +164,7 @@ struct Field {
 
     func number(in range: ClosedRange<Double>) throws(ConfigError) -> Double {
         let text = try string()
-        guard let value = Double(text.filter { $0 != "_" }), value.isFinite else { throw error("expected a number, found '\(text.truncatedUTF8(40))'") }
+        guard let value = Double(text.filter { $0 != "_" }), value.isFinite else { throw error("expected a number, found \(ConfigText.quote(text))") }
         guard range.contains(value) else { throw error("must be between \(range.lowerBound) and \(range.upperBound), found \(value)") }
         return value
     }
@@ -198,7 +198,7 @@ struct Field {
     func userID() throws(ConfigError) -> UInt32 {
         let text = try string()
         if text.allSatisfy(\.isNumber) { return UInt32(try integer(in: 0...Int64(UInt32.max - 1))) }
-        guard let uid = Posix.userID(named: text) else { throw error("no such user '\(text.truncatedUTF8(64))'") }
+        guard let uid = Posix.userID(named: text) else { throw error("no such user \(ConfigText.quote(text))") }
         return uid
     }
 
@@ -206,8 +206,32 @@ struct Field {
     func groupID() throws(ConfigError) -> UInt32 {
         let text = try string()
         if text.allSatisfy(\.isNumber) { return UInt32(try integer(in: 0...Int64(UInt32.max - 1))) }
-        guard let gid = Posix.groupID(named: text) else { throw error("no such group '\(text.truncatedUTF8(64))'") }
+        guard let gid = Posix.groupID(named: text) else { throw error("no such group \(ConfigText.quote(text))") }
         return gid
+    }
+}
+
+/// How configuration errors quote what the file says: short, on one line, and with any long
+/// run of base64 characters replaced by its length, since a value in the wrong place may be a
+/// seed pasted by mistake (errors never print key material).
+enum ConfigText {
+    static func quote(_ value: String) -> String {
+        var out = ""
+        var run = ""
+        func flush() {
+            out += run.count >= 20 ? "<\(run.count) base64 characters>" : run
+            run = ""
+        }
+        for character in value.prefix(200) {
+            if character.isASCII && (character.isLetter || character.isNumber || "+/=-_".contains(character)) {
+                run.append(character)
+            } else {
+                flush()
+                out.append(character.isASCII && !character.isNewline ? character : "?")
+            }
+        }
+        flush()
+        return "'" + out.truncatedUTF8(64) + "'"
     }
 }
 
@@ -230,12 +254,12 @@ enum ByteSizeText {
             break
         }
         let cleaned = digits.filter { $0 != "_" }
-        if cleaned.hasPrefix("-") { throw ParseError(description: "a size cannot be negative, found '\(text.truncatedUTF8(40))'") }
+        if cleaned.hasPrefix("-") { throw ParseError(description: "a size cannot be negative, found \(ConfigText.quote(text))") }
         guard !cleaned.isEmpty, cleaned.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int64(cleaned) else {
-            throw ParseError(description: "expected a size such as 65536, 64KiB or 1MiB, found '\(text.truncatedUTF8(40))'")
+            throw ParseError(description: "expected a size such as 65536, 64KiB or 1MiB, found \(ConfigText.quote(text))")
         }
         let (product, overflow) = value.multipliedReportingOverflow(by: scale)
-        guard !overflow else { throw ParseError(description: "'\(text.truncatedUTF8(40))' is too large") }
+        guard !overflow else { throw ParseError(description: "\(ConfigText.quote(text)) is too large") }
         return product
     }
 }
@@ -258,11 +282,11 @@ private struct Reader {
             case "limits": config.limits = try limits(field)
             case "memory_lock":
                 let text = try field.string()
-                guard let policy = MemoryLockPolicy(rawValue: text) else { throw field.error("expected 'require' or 'warn', found '\(text.truncatedUTF8(40))'") }
+                guard let policy = MemoryLockPolicy(rawValue: text) else { throw field.error("expected 'require' or 'warn', found \(ConfigText.quote(text))") }
                 config.memoryLock = policy
             case "log_level":
                 let text = try field.string()
-                guard LogLevelName.parse(text) != nil else { throw field.error("expected one of \(LogLevelName.names.joined(separator: ", ")), found '\(text.truncatedUTF8(40))'") }
+                guard LogLevelName.parse(text) != nil else { throw field.error("expected one of \(LogLevelName.names.joined(separator: ", ")), found \(ConfigText.quote(text))") }
                 config.logLevel = text
             case "workers":
                 config.workers = Int(try field.integer(in: 0...256))
@@ -291,7 +315,7 @@ private struct Reader {
         var out: [Configuration.Server] = []
         let members = try field.mapping()
         for (name, serverField) in members {
-            guard ServerName.isValid(name) else { throw serverField.error("'\(name.truncatedUTF8(64))' is not a valid Matrix server name") }
+            guard ServerName.isValid(name) else { throw serverField.error("\(ConfigText.quote(name)) is not a valid Matrix server name") }
             var server = Configuration.Server(name: name, keyFiles: [])
             for (key, value) in try serverField.mapping(section: "servers.*") {
                 switch key {
@@ -343,7 +367,7 @@ private struct Reader {
             switch name {
             case "id":
                 let text = try value.string()
-                guard let parsed = KeyID(text) else { throw value.error("expected ed25519:VERSION, found '\(text.truncatedUTF8(64))'") }
+                guard let parsed = KeyID(text) else { throw value.error("expected ed25519:VERSION, found \(ConfigText.quote(text))") }
                 id = parsed
             case "key":
                 guard let parsed = PublicKey(base64: try value.string()) else { throw value.error("expected a 32-byte public key in base64") }
@@ -378,7 +402,7 @@ private struct Reader {
                 for item in try value.sequenceOrScalar() {
                     let name = try item.string()
                     guard let op = Opcode(name: name) else {
-                        throw item.error("unknown operation '\(name.truncatedUTF8(40))'; known: \(Opcode.allCases.map(\.name).joined(separator: ", "))")
+                        throw item.error("unknown operation \(ConfigText.quote(name)); known: \(Opcode.allCases.map(\.name).joined(separator: ", "))")
                     }
                     ops.insert(op)
                 }
@@ -393,7 +417,7 @@ private struct Reader {
                         throw item.error(error.description)
                     }
                     if let servers, !entry.hasPrefix("*"), !servers.contains(entry) {
-                        throw item.error("'\(entry)' is not one of the configured servers")
+                        throw item.error("\(ConfigText.quote(entry)) is not one of the configured servers")
                     }
                     entries.append(entry)
                 }
@@ -407,7 +431,7 @@ private struct Reader {
                     try value.sequenceOrScalar().map { (item) throws(ConfigError) in
                         let method = try item.string()
                         guard method.utf8.allSatisfy(XMatrixToken.isTokenByte), method.utf8.count <= 32 else {
-                            throw item.error("'\(method.truncatedUTF8(40))' is not an HTTP method (a token such as GET)")
+                            throw item.error("\(ConfigText.quote(method)) is not an HTTP method (a token such as GET)")
                         }
                         return method
                     })
@@ -542,7 +566,7 @@ private struct Reader {
                 socket = path
             case "uri":
                 let text = try value.string()
-                guard let parsed = Configuration.Audit.URIForm(rawValue: text) else { throw value.error("expected 'full' or 'digest', found '\(text.truncatedUTF8(40))'") }
+                guard let parsed = Configuration.Audit.URIForm(rawValue: text) else { throw value.error("expected 'full' or 'digest', found \(ConfigText.quote(text))") }
                 form = parsed
             case "queue": queue = Int(try value.integer(in: 16...16_777_216))
             default: break

@@ -37,6 +37,9 @@ final class Acceptor {
         self.mailboxes = mailboxes
         self.logger = logger
         reserveFD = (try? Posix.open("/dev/null", flags: O_RDONLY)) ?? -1
+        if reserveFD < 0 {
+            logger.warning("no spare descriptor could be opened (RLIMIT_NOFILE is too low): out of descriptors, accepting will pause on a timer")
+        }
     }
 
     func start() {

@@ -110,11 +110,7 @@ public final class Daemon {
             return 1
         }
         state = .running(running)
-        let elapsed = Double(Posix.monotonicNanoseconds() - startedAt) / 1e6
-        let serving = running.context.state
-        logger.info(
-            "ready in \(String(format2: elapsed)) ms: \(serving.keyring.keyCount) key(s) for \(serving.keyring.servers.count) server(s) (\(StatusReporter.serverSummary(serving.keyring))); \(running.workers.count) event loop(s); up to \(files) descriptors; listening on \(running.listenerOrigins.joined(separator: ", "))"
-        )
+        logReady(running, startedAt: startedAt, files: files)
         running.status.ready(running.status.line(running.context))
         Posix.releaseFileBackedPages()
         running.loop.run()
@@ -124,6 +120,17 @@ public final class Daemon {
         state = .stopped
         logger.info("stopped")
         return exitCode
+    }
+
+    /// In a function of its own so that the serving state it reads is let go when it returns:
+    /// a reference kept for the daemon's whole life would keep the first keys in memory after
+    /// a rotation.
+    private func logReady(_ running: Running, startedAt: UInt64, files: UInt64) {
+        let elapsed = Double(Posix.monotonicNanoseconds() - startedAt) / 1e6
+        let keyring = running.context.state.keyring
+        logger.info(
+            "ready in \(String(format2: elapsed)) ms: \(keyring.keyCount) key(s) for \(keyring.servers.count) server(s) (\(StatusReporter.serverSummary(keyring))); \(running.workers.count) event loop(s); up to \(files) descriptors; listening on \(running.listenerOrigins.joined(separator: ", "))"
+        )
     }
 
     /// Loads keys, opens the listeners, starts the loops. On failure, closes what it opened.

@@ -100,7 +100,7 @@ final class Reloader: Sendable {
         guard !notices.isEmpty else { return next }
         return ServingState(
             generation: next.generation, keyring: next.keyring, configuration: next.configuration, warnings: notices + next.warnings,
-            directoryServers: next.directoryServers)
+            directoryServers: next.directoryServers, directoryOrigins: next.directoryOrigins)
     }
 
     /// What a reload cannot change, since the sockets and loops stay. A listener that serves a

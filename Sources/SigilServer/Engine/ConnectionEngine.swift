@@ -130,8 +130,9 @@ final class ConnectionEngine {
     /// Nothing owed and nothing arriving.
     var isIdle: Bool { inFlight == 0 && queuedBytes == 0 && output.bytes.isEmpty && !decoder.hasPartialFrame && !backlogged }
 
-    /// Bytes this connection makes the daemon hold.
-    var bufferedBytes: Int { decoder.bufferedCount + output.bytes.count + queuedBytes + inFlightBytes }
+    /// Bytes this connection makes the daemon hold: the buffers' capacity (what they occupy,
+    /// not just what they hold now), the replies in a queued write and the queued batches.
+    var bufferedBytes: Int { decoder.buffer.capacity + output.bytes.capacity + queuedBytes + inFlightBytes }
 
     /// The client reads nothing: replies are queued in the kernel, or over the cap.
     var isNotReading: Bool { queuedBytes > 0 || backpressured }

@@ -145,6 +145,9 @@ struct Dispatcher {
     private func server(_ name: String, _ op: Opcode, caller: Caller, state: ServingState) throws(WireFailure) -> ServerKeys {
         guard caller.allows(op, server: name) else {
             refuse(op, "server \(name) is not granted", caller: caller)
+            if op.isSigning {
+                context.audit?.record(loop: loop, op: op, caller: caller, server: name, keyID: "", request: nil, outcome: .denied)
+            }
             throw WireFailure(.denied, "\(op) for server \(name) is not allowed for \(caller.identity)")
         }
         guard let keys = state.keyring.server(name) else { throw WireFailure(.unknownServer, "no keys for server \(name)") }
@@ -366,6 +369,9 @@ struct Dispatcher {
         guard caller.allowsSignRequest(server: origin, method: fields.method, uri: fields.uri) else {
             let why = caller.allows(.signRequest, server: origin) ? "method or uri outside the granted prefixes" : "server \(origin) is not granted"
             refuse(.signRequest, why, caller: caller)
+            context.audit?.record(
+                loop: loop, op: .signRequest, caller: caller, server: origin,
+                keyID: known.map { keyring.servers[$0].activeKeys[0].id.description } ?? "", request: fields, outcome: .denied)
             throw WireFailure(.denied, "sign_request for \(origin) (\(why)) is not allowed for \(caller.identity)")
         }
         guard let known else { throw WireFailure(.unknownServer, "no keys for server \(origin)") }

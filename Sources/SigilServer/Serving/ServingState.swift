@@ -76,13 +76,19 @@ public final class ServingState: Sendable {
     let rateLimits: [String: RateLimit]
     /// Servers that came from a key directory (a reload that cannot read one keeps its keys).
     let directoryServers: Set<String>
+    /// The directory each of those came from.
+    let directoryOrigins: [String: String]
 
-    init(generation: UInt64, keyring: Keyring, configuration: Configuration, warnings: [LoadWarning], directoryServers: Set<String>) {
+    init(
+        generation: UInt64, keyring: Keyring, configuration: Configuration, warnings: [LoadWarning], directoryServers: Set<String>,
+        directoryOrigins: [String: String] = [:]
+    ) {
         self.generation = generation
         self.keyring = keyring
         self.configuration = configuration
         self.warnings = warnings
         self.directoryServers = directoryServers
+        self.directoryOrigins = directoryOrigins
         // With no rules at all, only the daemon's own user may call, with the default operations.
         let base = configuration.access.isEmpty ? [AccessRule(uid: Posix.effectiveUID)] : configuration.access
         defaultRules = base
@@ -94,6 +100,16 @@ public final class ServingState: Sendable {
         }
         listenerRules = perListener
         rateLimits = limits
+    }
+
+    /// How many servers came from key directories.
+    public var directoryServerCount: Int { directoryServers.count }
+
+    /// How many servers came from this key directory.
+    public func serverCount(inDirectory directory: Configuration.KeyDirectory) -> Int {
+        directoryServers.reduce(0) { count, name in
+            count + (directoryOrigins[name] == directory.path ? 1 : 0)
+        }
     }
 
     func rules(forListener name: String) -> [AccessRule] {
@@ -181,6 +197,7 @@ public final class ServingState: Sendable {
             }
         }
         var fromDirectories: Set<String> = []
+        var directoryOrigins: [String: String] = [:]
         for (directory, names) in listed {
             for fileName in names {
                 guard let server = directory.serverName(forFile: fileName) else { continue }
@@ -199,13 +216,17 @@ public final class ServingState: Sendable {
                     warnings += fileWarnings.filter { if case .notLocked = $0 { return false } else { return true } }.map(LoadWarning.keyFile)
                     try builder.add(Keyring.Source(serverName: server, files: [file], keyDocumentValidity: directory.keyDocumentValidity))
                     fromDirectories.insert(server)
+                    directoryOrigins[server] = directory.path
                 } catch let error as KeyringError {
                     if case .memory = error { throw keyringError(error, keys: expected, previous: previous) }
                     try keepPrevious(server, path: path, reason: error.description, previous: previous, builder: &builder, warnings: &warnings, kept: &fromDirectories)
+                    if fromDirectories.contains(server) { directoryOrigins[server] = directory.path }
                 } catch let error as KeyFileError {
                     try keepPrevious(server, path: path, reason: error.explanation, previous: previous, builder: &builder, warnings: &warnings, kept: &fromDirectories)
+                    if fromDirectories.contains(server) { directoryOrigins[server] = directory.path }
                 } catch {
                     try keepPrevious(server, path: path, reason: "\(error)", previous: previous, builder: &builder, warnings: &warnings, kept: &fromDirectories)
+                    if fromDirectories.contains(server) { directoryOrigins[server] = directory.path }
                 }
             }
         }
@@ -221,7 +242,9 @@ public final class ServingState: Sendable {
                 if !warnings.contains(.unknownServerInRule(name)) { warnings.append(.unknownServerInRule(name)) }
             }
         }
-        return ServingState(generation: generation, keyring: keyring, configuration: configuration, warnings: warnings, directoryServers: fromDirectories)
+        return ServingState(
+            generation: generation, keyring: keyring, configuration: configuration, warnings: warnings, directoryServers: fromDirectories,
+            directoryOrigins: directoryOrigins)
     }
 
     /// The files of a key directory, after checking that no one else can change the directory.
