@@ -84,15 +84,24 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
 
-        // Tests.
+        // Tests. SigilTestSupport holds what the test targets share (scratch directories, child
+        // processes, the daemon fixture); it is not a product.
+        .target(
+            name: "SigilTestSupport",
+            dependencies: ["SigilCore", "SigilPosix", "SigilClient"],
+            path: "Tests/SigilTestSupport"),
         .testTarget(
             name: "SigilCoreTests",
             dependencies: ["SigilCore", "CSodium"],
             resources: [.copy("Fixtures")]),
+        .testTarget(name: "SigilToolingTests", dependencies: ["SigilTooling", "SigilCore"]),
+        .testTarget(
+            name: "SigilServerTests",
+            dependencies: ["SigilServer", "SigilCore", "SigilPosix", "SigilTestSupport"]),
         .testTarget(
             name: "SigilIntegrationTests",
             dependencies: [
-                "SigilCore", "SigilPosix", "SigilClient",
+                "SigilCore", "SigilPosix", "SigilClient", "SigilTestSupport",
                 "sigild", "sigil", "sigil-bench", "generate_signing_key", "combine_signing_keys",
             ]),
     ]

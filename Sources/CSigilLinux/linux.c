@@ -1,5 +1,7 @@
 #include "CSigilLinux.h"
 
+#include <spawn.h>
+
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -9,6 +11,9 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 int CSigilLinux_peercred(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
     struct ucred cred;
@@ -116,4 +121,54 @@ int CSigilLinux_allowed_cpus(pid_t tid, int *cpus, int max) {
         if (CPU_ISSET(cpu, &set)) cpus[n++] = cpu;
     }
     return n;
+}
+
+int CSigilLinux_chown_socket_node(const char *path, uid_t uid, gid_t gid, unsigned int *mode) {
+    int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        close(fd);
+        errno = ELOOP;
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        close(fd);
+        errno = ENOTSOCK;
+        return -1;
+    }
+    if (st.st_uid != geteuid()) {
+        close(fd);
+        errno = EPERM;
+        return -1;
+    }
+    if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchownat(fd, "", uid, gid, AT_EMPTY_PATH) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    *mode = (unsigned int)(st.st_mode & 07777);
+    close(fd);
+    return 0;
+}
+
+int CSigilLinux_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
+}
+
+int CSigilLinux_spawn_add_chdir(void *actions, const char *path) {
+    return posix_spawn_file_actions_addchdir_np((posix_spawn_file_actions_t *)actions, path);
+}
+
+int CSigilLinux_spawn_add_closefrom(void *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, from);
 }

@@ -55,8 +55,29 @@ public final class SigilClient: Sendable {
         return echoed
     }
 
+    /// One page of HELLO's server list (HELLO's paging extension), after `cursor` ("" first).
+    public func hello(clientName: String = "sigil-swift", cursor: String) throws(SigilClientError) -> HelloInfo {
+        guard case .hello(let info) = try send(.hello(clientName: clientName, page: HelloPage(cursor: cursor))) else { throw mismatch("hello") }
+        return info
+    }
+
+    /// Every server this caller may list keys for, with their keys: LIST_KEYS page by page.
     public func listKeys() throws(SigilClientError) -> KeyListing {
-        guard case .keys(let listing) = try send(.listKeys) else { throw mismatch("list_keys") }
+        var all = KeyListing(servers: [])
+        var cursor = ""
+        repeat {
+            let page = try listKeys(cursor: cursor)
+            all.servers += page.servers
+            guard let next = page.nextCursor, !next.isEmpty else { break }
+            guard next != cursor else { throw SigilClientError.protocolViolation("list_keys: the daemon returned the same cursor twice") }
+            cursor = next
+        } while true
+        return all
+    }
+
+    /// One page of LIST_KEYS, after `cursor` ("" for the first).
+    public func listKeys(cursor: String) throws(SigilClientError) -> KeyListing {
+        guard case .keys(let listing) = try send(.listKeys(cursor: cursor)) else { throw mismatch("list_keys") }
         return listing
     }
 

@@ -29,7 +29,9 @@ public final class SigilConnection: Sendable {
     private let core: Core
 
     /// Connects to the socket at `path` (`@name` for the abstract namespace).
-    public init(path: String, maxResponseLength: UInt32 = 16 << 20) throws(SigilClientError) {
+    /// `maxResponseLength`: replies above it are a protocol violation. The default covers the
+    /// largest reply any configuration can send (PROTOCOL.md, "Reply sizes").
+    public init(path: String, maxResponseLength: UInt32 = 128 << 20) throws(SigilClientError) {
         self.path = path
         Posix.ignoreSIGPIPE()
         let fd: Int32
@@ -139,9 +141,12 @@ public final class SigilConnection: Sendable {
     static func encodingProblem(_ request: Request) -> String? {
         var check = FieldCheck(operation: request.opcode)
         switch request {
-        case .hello(let clientName):
+        case .hello(let clientName, let page):
             check.string("client_name", clientName)
-        case .ping, .listKeys, .stats:
+            if let page { check.string("cursor", page.cursor) }
+        case .listKeys(let cursor):
+            if let cursor { check.string("cursor", cursor) }
+        case .ping, .stats:
             break
         case .signRequest(let p):
             check.string("origin", p.origin)

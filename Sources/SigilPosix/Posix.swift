@@ -57,8 +57,11 @@ public struct FileStatus: Sendable {
     /// Permission bits and file type, as `st_mode`.
     public let mode: UInt32
     public let owner: UInt32
+    public let group: UInt32
     public var isRegularFile: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
     public var permissions: UInt32 { mode & 0o7777 }
+    public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
+    public var isSticky: Bool { mode & UInt32(S_ISVTX) != 0 }
 }
 
 /// Credentials of the process at the other end of a Unix socket.
@@ -124,7 +127,7 @@ public enum Posix {
     public static func fstat(_ fd: Int32) throws(PosixError) -> FileStatus {
         var st = Glibc.stat()
         _ = try retrying("fstat") { Glibc.fstat(fd, &st) }
-        return FileStatus(size: Int(st.st_size), mode: st.st_mode, owner: st.st_uid)
+        return FileStatus(size: Int(st.st_size), mode: st.st_mode, owner: st.st_uid, group: st.st_gid)
     }
 
     @inline(never)
@@ -243,11 +246,35 @@ public enum Posix {
         return ready > 0
     }
 
+    /// Gives the CPU to another thread.
+    public static func yield() {
+        sched_yield()
+    }
+
+    /// Ends the process at once, without running atexit handlers or flushing stdio: for a daemon
+    /// that cannot stop cleanly.
+    public static func exitImmediately(_ status: Int32) -> Never {
+        _exit(status)
+    }
+
+    /// Sleeps the calling thread.
+    public static func sleep(milliseconds: Int) {
+        var request = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0 && Glibc.errno == EINTR { request = remaining }
+    }
+
     /// One datagram to a Unix socket path (`@` for the abstract namespace): sd_notify's transport.
     @inline(never)
     public static func sendDatagram(_ message: [UInt8], to path: String) throws(PosixError) {
         let fd = try socket(type: Int32(SOCK_DGRAM.rawValue))
         defer { close(fd) }
+        try sendDatagram(message, to: path, through: fd)
+    }
+
+    /// The same through a datagram socket the caller keeps (one per writer, not one per message).
+    @inline(never)
+    public static func sendDatagram(_ message: [UInt8], to path: String, through fd: Int32) throws(PosixError) {
         try withUnixAddress(path) { (address, length) throws(PosixError) in
             let sent = message.withUnsafeBytes { bytes in
                 Glibc.sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), address, length)
@@ -314,6 +341,7 @@ public enum Posix {
     public static var uid: UInt32 { getuid() }
     public static var gid: UInt32 { getgid() }
     public static var effectiveUID: UInt32 { geteuid() }
+    public static var effectiveGID: UInt32 { getegid() }
     public static var pid: Int32 { getpid() }
 
     /// Makes the process non-dumpable: no core files, and other processes of the same user
@@ -440,7 +468,63 @@ public enum Posix {
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
-    /// Whole-file read of small public files (/proc, configs), not key files.
+    /// Reads a file the daemon trusts for its configuration: opened without blocking (a FIFO or
+    /// device there must not hang a reload), and refused unless it is a regular file owned by
+    /// root or by this process's user, writable by no one else (group write only for root's or
+    /// our own group). Not for key files (`KeyFileIO`).
+    public static func readTrustedFile(_ path: String, limit: Int) throws(PosixError) -> [UInt8] {
+        let fd = try open(path, flags: O_RDONLY | O_NOCTTY | O_NONBLOCK)
+        defer { close(fd) }
+        let status = try fstat(fd)
+        guard status.isRegularFile else { throw PosixError("\(path): not a regular file", errno: EINVAL) }
+        try checkTrusted(status, path)
+        guard status.size <= limit else { throw PosixError("\(path): larger than \(limit) bytes", errno: EFBIG) }
+        var out = [UInt8](repeating: 0, count: status.size)
+        var filled = 0
+        while filled < out.count {
+            let n = try out.withUnsafeMutableBytes { buffer in
+                Result { () throws(PosixError) in try read(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...])) }
+            }.get()
+            if n == 0 { break }
+            filled += n
+        }
+        guard filled == out.count else { throw PosixError("\(path): the file changed size while being read", errno: EIO) }
+        return out
+    }
+
+    /// Refuses a file or directory that someone other than root or us could change.
+    public static func checkTrusted(_ status: FileStatus, _ path: String) throws(PosixError) {
+        guard status.owner == 0 || status.owner == effectiveUID else {
+            throw PosixError("\(path): owned by uid \(status.owner), not by root or by sigild's user (uid \(effectiveUID))", errno: EPERM)
+        }
+        if status.permissions & 0o002 != 0 {
+            throw PosixError("\(path): writable by every user (mode \(String(status.permissions, radix: 8))); chmod o-w it", errno: EPERM)
+        }
+        if status.permissions & 0o020 != 0 && status.group != 0 && status.group != getegid() {
+            throw PosixError("\(path): writable by group \(status.group) (mode \(String(status.permissions, radix: 8))); chmod g-w it", errno: EPERM)
+        }
+    }
+
+    /// The status of a path, following symlinks.
+    @inline(never)
+    public static func stat(_ path: String) throws(PosixError) -> FileStatus {
+        var st = Glibc.stat()
+        _ = try retrying("stat(\(path))") { fstatat(AT_FDCWD, path, &st, 0) }
+        return FileStatus(size: Int(st.st_size), mode: st.st_mode, owner: st.st_uid, group: st.st_gid)
+    }
+
+    /// Sets a freshly bound socket node's owner and group through a descriptor that does not
+    /// follow a symlink at the path (see `CSigilLinux_chown_socket_node`); returns its mode.
+    @inline(never)
+    public static func chownSocketNode(_ path: String, owner: UInt32?, group: UInt32?) throws(PosixError) -> UInt32 {
+        var mode: UInt32 = 0
+        _ = try retrying("chown(\(path))") {
+            CSigilLinux_chown_socket_node(path, owner ?? UInt32.max, group ?? UInt32.max, &mode)
+        }
+        return mode
+    }
+
+    /// Whole-file read of small public files (/proc), not configs or key files.
     public static func readSmallFile(_ path: String, limit: Int = 1 << 20) throws(PosixError) -> [UInt8] {
         let fd = try open(path, flags: O_RDONLY)
         defer { close(fd) }
@@ -459,13 +543,25 @@ public enum Posix {
     /// Starts a program (no shell); returns its pid. Standard output and error go to `logFD`
     /// when given.
     public static func spawn(_ path: String, _ arguments: [String], environment: [String: String] = [:], logFD: Int32? = nil) throws(PosixError) -> Int32 {
+        try spawn(path, arguments, environment: environment, standardOutput: logFD, standardError: logFD)
+    }
+
+    /// Starts a program with its standard input, output and error on the given descriptors
+    /// (nil: inherited), in `directory` (nil: ours), with `environment` added to ours.
+    public static func spawn(
+        _ path: String, _ arguments: [String], environment: [String: String] = [:], standardInput: Int32? = nil,
+        standardOutput: Int32? = nil, standardError: Int32? = nil, directory: String? = nil
+    ) throws(PosixError) -> Int32 {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        if let logFD {
-            posix_spawn_file_actions_adddup2(&actions, logFD, 1)
-            posix_spawn_file_actions_adddup2(&actions, logFD, 2)
-        }
+        if let standardInput { posix_spawn_file_actions_adddup2(&actions, standardInput, 0) }
+        if let standardOutput { posix_spawn_file_actions_adddup2(&actions, standardOutput, 1) }
+        if let standardError { posix_spawn_file_actions_adddup2(&actions, standardError, 2) }
+        if let directory { _ = CSigilLinux_spawn_add_chdir(&actions, directory) }
+        // Only the three standard descriptors cross: a daemon started from a test runner or a
+        // benchmark must not inherit (and count against its limits) whatever they hold open.
+        _ = CSigilLinux_spawn_add_closefrom(&actions, 3)
         var merged: [String: String] = [:]
         var index = 0
         while let entry = environ[index] {
@@ -484,6 +580,23 @@ public enum Posix {
         let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
         guard rc == 0 else { throw PosixError("posix_spawn(\(path))", errno: rc) }
         return pid
+    }
+
+    /// A pipe, both ends close-on-exec: (read end, write end).
+    public static func pipe() throws(PosixError) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [0, 0]
+        _ = try retrying("pipe2") { CSigilLinux_pipe_cloexec(&fds) }
+        return (fds[0], fds[1])
+    }
+
+    /// A child's exit status if it has exited (reaping it), nil while it runs.
+    public static func tryWait(_ pid: Int32) -> Int32? {
+        var status: Int32 = 0
+        var result: pid_t
+        repeat { result = waitpid(pid, &status, WNOHANG) } while result < 0 && Glibc.errno == EINTR
+        guard result == pid else { return nil }
+        if status & 0x7F == 0 { return (status >> 8) & 0xFF }
+        return 128 + (status & 0x7F)
     }
 
     /// Waits for a child; returns its exit status (128 + signal if killed).

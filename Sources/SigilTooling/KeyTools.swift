@@ -44,7 +44,10 @@ public enum KeyTools {
     /// Reads a key file, printing warnings (permissions, odd key IDs) to stderr.
     public static func load(_ path: String) throws -> KeyFile {
         let (file, warnings) = try KeyFileIO.read(path, permissions: .warn, lockPolicy: lockPolicy)
-        for warning in warnings where !warning.contains("could not be locked") { Posix.printError(warning) }
+        for warning in warnings {
+            if case .notLocked = warning { continue }
+            Posix.printError(warning.description)
+        }
         return file
     }
 
@@ -104,6 +107,9 @@ extension ParsableCommand {
     public static func failing(_ body: () throws -> Void) {
         do {
             try body()
+        } catch let code as ExitCode {
+            // Already reported; the status says which failure it was.
+            Self.exit(withError: code)
         } catch {
             Posix.printError("\(commandName): \(error)")
             Self.exit(withError: ExitCode.failure)

@@ -166,7 +166,7 @@ final class ConnectionDriver: @unchecked Sendable {
             sequence += 1
             nextID &+= 1
             sentAt[Int(nextID & mask)] = (nextID, ConnectionDriver.now())
-            ConnectionDriver.append(shape.workload.templates[op]!, id: nextID, to: &outgoing)
+            ConnectionDriver.append(shape.workload.template(op, sequence: Int(nextID)), id: nextID, to: &outgoing)
             inFlight += 1
         }
         for _ in 0..<depth { queue() }
@@ -258,7 +258,7 @@ final class ConnectionDriver: @unchecked Sendable {
                 id &+= 1
                 intended.withLock { $0[Int(id & mask)] = due }
                 frame.removeAll(keepingCapacity: true)
-                ConnectionDriver.append(shape.workload.templates[shape.mix.operation(at: sequence)]!, id: id, to: &frame)
+                ConnectionDriver.append(shape.workload.template(shape.mix.operation(at: sequence), sequence: sequence), id: id, to: &frame)
                 sequence += 1
                 outstanding.add(1, ordering: .relaxed)
                 if (try? frame.withUnsafeBytes({ try Posix.sendAll(fd, $0) })) == nil { break }

@@ -23,10 +23,27 @@ struct Startup: ParsableCommand {
     var keysPerServer = 10
     @Option(help: "Starts to time.")
     var runs = 10
+    @Flag(help: "One key file per server in a key directory (key_directories), instead of a YAML block each.")
+    var keyDirectory = false
+    @Option(help: "With --key-directory: a directory of generated key files to reuse (created and filled if needed).")
+    var keysCache: String?
 
     func run() throws {
+        var cache = keysCache
+        if keyDirectory && cache == nil {
+            // Made once for every run (generating 100,000 keys takes longer than loading them).
+            cache = "/tmp/sigil-bench-keys-\(Posix.pid)"
+        }
+        defer {
+            if keyDirectory && keysCache == nil, let cache {
+                _ = try? Posix.listDirectory(cache).forEach { try? Posix.unlink(cache + "/" + $0) }
+                rmdir(cache)
+            }
+        }
+        if keyDirectory, let cache { _ = try SpawnedDaemon.fillKeyDirectory(cache, servers: servers) }
         var samples: [Double] = []
         var rss: [Int] = []
+        var locked: [Int] = []
         for _ in 0..<runs {
             let notifyPath = "/tmp/sigil-bench-notify-\(Posix.pid)"
             try? Posix.unlink(notifyPath)
@@ -39,7 +56,8 @@ struct Startup: ParsableCommand {
             try Posix.setReceiveTimeout(fd, seconds: 10)
             let start = Posix.monotonicNanoseconds()
             let spawned = try SpawnedDaemon(
-                daemonPath: daemon ?? siblingDaemonPath(), servers: servers, keysPerServer: keysPerServer, notifySocket: notifyPath)
+                daemonPath: daemon ?? siblingDaemonPath(), servers: servers, keysPerServer: keyDirectory ? 1 : keysPerServer,
+                keyDirectory: keyDirectory, keysCache: cache, notifySocket: notifyPath)
             var buffer = [UInt8](repeating: 0, count: 4096)
             var ready = false
             while !ready {
@@ -49,12 +67,15 @@ struct Startup: ParsableCommand {
             samples.append(Double(Posix.monotonicNanoseconds() - start) / 1e6)
             sleepSeconds(0.2)
             rss.append(DaemonProbe(pid: spawned.pid).residentBytes() ?? 0)
+            locked.append(DaemonProbe(pid: spawned.pid).lockedBytes() ?? 0)
             _ = spawned.stop()
         }
         samples.sort()
-        print("sigild with \(servers * keysPerServer) keys (\(servers) servers × \(keysPerServer)): spawn → READY=1 over \(runs) starts")
+        let keys = keyDirectory ? servers : servers * keysPerServer
+        let layout = keyDirectory ? "a key directory, one file per server" : "\(servers) YAML servers × \(keysPerServer) keys"
+        print("sigild with \(keys) keys (\(layout)): spawn → READY=1 over \(runs) starts")
         print("  p50 \(RunReport.format(samples[samples.count / 2], decimals: 1)) ms, max \(RunReport.format(samples.last!, decimals: 1)) ms")
-        print("  idle RSS p50 \(RunReport.format(Double(rss.sorted()[rss.count / 2]) / 1_048_576, decimals: 1)) MiB")
+        print("  idle RSS p50 \(RunReport.format(Double(rss.sorted()[rss.count / 2]) / 1_048_576, decimals: 1)) MiB; locked (VmLck) \(RunReport.format(Double(locked.max() ?? 0) / 1024, decimals: 0)) KiB")
     }
 }
 

@@ -19,7 +19,7 @@ struct SigilBench: ParsableCommand {
             bytes: raw crypto_sign_detached (or _verify_detached) and a bare Unix-socket round trip. \
             Without --socket, sigil-bench starts its own sigild (the one next to it) with throwaway keys.
             """,
-        subcommands: [Run.self, Sweep.self, Startup.self, Connections.self],
+        subcommands: [Run.self, Sweep.self, Startup.self, Connections.self, Reload.self],
         defaultSubcommand: Run.self)
 }
 
@@ -55,6 +55,15 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Server name to sign as (default: the first one sigild offers).")
     var server: String?
 
+    @Option(help: "Servers a started sigild holds, each with its own key, from a key directory (bench0.local …).")
+    var servers = 1
+
+    @Flag(help: "Sign as origins chosen at random among all --servers (up to 16,384 distinct ones, used in turn), not as one.")
+    var randomOrigins = false
+
+    @Option(help: "Directory of generated key files to reuse between runs (created and filled if empty).")
+    var keysCache: String?
+
     @Option(help: "Warm-up seconds, not recorded.")
     var warmup = 1.0
 
@@ -85,6 +94,8 @@ struct LoadOptions: ParsableArguments {
             throw ValidationError("--content-size and --message-size must be 0…60000")
         }
         guard warmup >= 0, baselineSeconds > 0 else { throw ValidationError("--warmup must be ≥ 0 and --baseline-seconds > 0") }
+        guard servers >= 1, servers <= 1_000_000 else { throw ValidationError("--servers must be 1…1000000") }
+        if randomOrigins && socket != nil { throw ValidationError("--random-origins needs a sigild started by sigil-bench (no --socket)") }
         _ = try OperationMix(parsing: op)
         if sameCore && noBaseline { throw ValidationError("--same-core measures a baseline; it cannot go with --no-baseline") }
     }
@@ -97,14 +108,18 @@ final class Target {
     let server: String
     let eventLoops: Int
     let pid: Int32?
+    /// The origins to sign as, in turn (empty: `server` alone).
+    let origins: [String]
 
     init(_ options: LoadOptions) throws {
         if let socket = options.socket {
             socketPath = socket
             spawned = nil
         } else {
-            let daemon = try SpawnedDaemon(daemonPath: options.daemon ?? siblingDaemonPath(), workers: options.workers)
-            try daemon.waitUntilServing()
+            let daemon = try SpawnedDaemon(
+                daemonPath: options.daemon ?? siblingDaemonPath(), servers: options.servers, keyDirectory: options.servers > 1,
+                keysCache: options.keysCache, workers: options.workers)
+            try daemon.waitUntilServing(timeout: 120)
             socketPath = daemon.socketPath
             spawned = daemon
         }
@@ -113,6 +128,13 @@ final class Target {
         guard case .hello(let info) = try connection.send(.hello(clientName: "sigil-bench")) else { throw BenchError("no HELLO answer") }
         guard let server = options.server ?? info.servers.first else { throw BenchError("sigild offers this user no server; pass --server") }
         self.server = server
+        if options.randomOrigins, let spawned {
+            var generator = SystemRandomNumberGenerator()
+            let count = min(spawned.serverNames.count, 16384)
+            origins = (0..<count).map { _ in spawned.serverNames[Int.random(in: 0..<spawned.serverNames.count, using: &generator)] }
+        } else {
+            origins = []
+        }
         guard case .stats(let statsJSON) = try connection.send(.stats) else { throw BenchError("no STATS answer") }
         let stats = try JSONValue(parsing: statsJSON).objectValue
         eventLoops = Int(stats?["event_loops"]?.integerValue ?? 1)
@@ -134,7 +156,8 @@ func measure(
     progress: Bool, count: Int? = nil, placement: SameCorePlacement? = nil
 ) throws -> RunReport {
     let mix = try OperationMix(parsing: options.op)
-    let workload = Workload(mix: mix, server: target.server, contentSize: options.contentSize, messageSize: options.messageSize, batch: options.batch)
+    let workload = Workload(
+        mix: mix, server: target.server, contentSize: options.contentSize, messageSize: options.messageSize, batch: options.batch, origins: target.origins)
     let shape = LoadShape(connections: options.connections, depth: depth, rate: rate, workload: workload, mix: mix, wait: options.wait)
     let phase = RunPhase()
     let drivers = (0..<options.connections).map { ConnectionDriver(index: $0, shape: shape, phase: phase, socketPath: target.socketPath) }
@@ -180,7 +203,8 @@ func measure(
         seconds: Double(stopped - start) / 1e9, completed: completed, errors: errors,
         firstError: drivers.compactMap { $0.tally.firstError }.first, failure: drivers.compactMap { $0.tally.failure }.first,
         p50: us(50), p90: us(90), p99: us(99), p999: us(99.9), max: Double(histogram.max) / 1000, mean: histogram.mean / 1000,
-        daemonCPUNanoseconds: cpuStart.flatMap { start in cpuEnd.map { $0 - start } }, daemonRSS: rss, daemonLocked: locked,
+        // A daemon that died (a zombie's threads are gone) can read lower at the end: no figure then.
+        daemonCPUNanoseconds: cpuStart.flatMap { start in cpuEnd.flatMap { $0 >= start ? $0 - start : nil } }, daemonRSS: rss, daemonLocked: locked,
         baseline: concurrentRaw ?? baselines?.0, echoP50: baselines?.1, sameCore: placement != nil, histogram: histogram)
 }
 

@@ -58,6 +58,8 @@ struct OperationMix: CustomStringConvertible {
 struct Workload {
     /// One frame per operation; the ID is patched in at offset 8.
     let templates: [BenchOperation: [UInt8]]
+    /// SIGN_REQUEST frames for each origin of `--origins` (empty: `templates` only), used in turn.
+    let originVariants: [[UInt8]]
     /// What the daemon signs or verifies for each operation: the in-process baseline uses the same bytes.
     let signedBytes: [BenchOperation: [UInt8]]
     let batch: Int
@@ -69,7 +71,14 @@ struct Workload {
         return SigningKey(id: KeyID(version: "bench")!, publicKey: publicKey, arena: builder.finish(), slot: slot)
     }
 
-    init(mix: OperationMix, server: String, contentSize: Int, messageSize: Int, batch: Int) {
+    /// The frame for the n-th request of `operation`.
+    @inline(__always)
+    func template(_ operation: BenchOperation, sequence: Int) -> [UInt8] {
+        if operation == .signRequest && !originVariants.isEmpty { return originVariants[sequence % originVariants.count] }
+        return templates[operation]!
+    }
+
+    init(mix: OperationMix, server: String, contentSize: Int, messageSize: Int, batch: Int, origins: [String] = []) {
         self.batch = batch
         let destination = "bench.example.org"
         let uri = "/_matrix/federation/v1/media/download/" + String(repeating: "m", count: 24)
@@ -126,6 +135,16 @@ struct Workload {
         }
         self.templates = templates
         self.signedBytes = signed
+        originVariants = origins.map { origin in
+            let request = Request.signRequest(SignRequestParams(origin: origin, destination: destination, method: method, uri: uri, content: content))
+            var writer = WireWriter()
+            if batch > 1 {
+                Request.encodeBatch(Array(repeating: request, count: batch), requestID: 0, into: &writer)
+            } else {
+                request.encodeFrame(requestID: 0, into: &writer)
+            }
+            return writer.bytes
+        }
     }
 }
 

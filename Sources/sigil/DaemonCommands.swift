@@ -97,18 +97,6 @@ struct KeyDocumentCommand: ParsableCommand {
     }
 }
 
-struct Stats: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a running sigild's counters as JSON.")
-
-    @OptionGroup var socket: SocketOption
-
-    func run() {
-        Self.failing {
-            print(String(decoding: try socket.client().stats(), as: UTF8.self))
-        }
-    }
-}
-
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Have sigild check an Ed25519 signature over standard input. Exit status 0: valid; 1: not.")

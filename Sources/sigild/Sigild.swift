@@ -27,6 +27,7 @@ struct Sigild: ParsableCommand {
             With a configuration file:      sigild --config /etc/sigil/sigild.yaml
             Check one without serving:      sigild --check-config /etc/sigil/sigild.yaml
             Quick start, no file:           sigild --socket /run/sigil/sigild.sock --key example.org=/etc/sigil/mmr.signing.key
+            Quick start, socket activated:  systemd-socket-activate -l /run/sigil/sigild.sock sigild --key example.org=/etc/sigil/mmr.signing.key
 
             SIGHUP reloads the configuration and keys (a bad file keeps the running keys);
             SIGTERM and SIGINT stop accepting, answer what is in flight, and exit.
@@ -39,7 +40,7 @@ struct Sigild: ParsableCommand {
     @Option(name: .customLong("check-config"), help: "Validate this configuration file and its key files, then exit.")
     var checkConfig: String?
 
-    @Option(name: .long, help: "Quick start: the socket path to listen on.")
+    @Option(name: .long, help: "Quick start: the socket path to listen on (not needed under socket activation: the inherited socket is used).")
     var socket: String?
 
     @Option(name: .long, help: "Quick start: SERVER_NAME=KEYFILE. Repeatable; several files for one server are used in order.")
@@ -63,12 +64,19 @@ struct Sigild: ParsableCommand {
             throw ValidationError("give one of --config FILE, --check-config FILE, or --socket PATH with --key SERVER=KEYFILE")
         }
         if socket != nil || !key.isEmpty {
-            guard socket != nil else { throw ValidationError("--key needs --socket PATH") }
+            guard socket != nil || Sigild.socketActivated else {
+                throw ValidationError("--key needs --socket PATH (or a socket passed by systemd socket activation, LISTEN_FDS)")
+            }
             guard !key.isEmpty else { throw ValidationError("--socket needs at least one --key SERVER_NAME=KEYFILE") }
         }
         if let logLevel, Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level '\(logLevel)': expected trace, debug, info, notice, warning, error or critical")
         }
+    }
+
+    /// Whether systemd (or systemd-socket-activate) passed this process listening sockets.
+    static var socketActivated: Bool {
+        Posix.environment("LISTEN_PID").flatMap { Int32($0) } == Posix.pid && (Posix.environment("LISTEN_FDS").flatMap { Int($0) } ?? 0) > 0
     }
 
     func run() throws {
@@ -103,14 +111,28 @@ struct Sigild: ParsableCommand {
         }
         for warning in state.warnings { print("warning: \(warning)") }
         print("\(path): OK")
-        for server in state.keyring.servers {
+        let keyring = state.keyring
+        let fromDirectories = state.directoryServerCount
+        print("  \(keyring.servers.count) server(s), \(keyring.keyCount) active key(s), \(keyring.retiredKeyCount) retired"
+            + (configuration.keyDirectories.isEmpty ? "" : "; \(keyring.servers.count - fromDirectories) from servers:, \(fromDirectories) from key directories"))
+        for directory in configuration.keyDirectories {
+            let skipped = state.warnings.filter {
+                if case .serverSkipped(_, let file, _, _) = $0 { return file.hasPrefix(directory.path + "/") } else { return false }
+            }.count
+            print("  key directory \(directory.path) (\(directory.pattern)): \(state.serverCount(inDirectory: directory)) server(s) loaded, \(skipped) skipped")
+        }
+        let shown = 20
+        for server in keyring.servers.prefix(shown) {
             print("  \(server.serverName): signs with \(server.signingKey.id); publishes \(server.activeKeys.map(\.id.description).joined(separator: ", "))"
                 + (server.retiredKeys.isEmpty ? "" : "; retired \(server.retiredKeys.map(\.id.description).joined(separator: ", "))"))
         }
+        if keyring.servers.count > shown { print("  … and \(keyring.servers.count - shown) more server(s)") }
         for listener in configuration.listeners {
             let address = listener.path ?? listener.fd.map { "fd \($0)" } ?? "systemd socket"
             print("  listener \(listener.name): \(address), \((listener.access ?? configuration.access).count) rule(s)")
         }
+        let limit = Posix.memlockLimit().map { $0 == .max ? "unlimited" : "\($0) bytes" } ?? "unknown"
+        print("  key memory: \(keyring.lockedBytes) bytes, \(keyring.isLocked ? "locked" : "NOT locked") (RLIMIT_MEMLOCK here: \(limit); a reload needs about twice this)")
     }
 
     private func quickStartConfiguration() throws -> Configuration {
@@ -136,6 +158,7 @@ struct Sigild: ParsableCommand {
         }
         guard let policy = MemoryLockPolicy(rawValue: memoryLock) else { throw ValidationError("--memory-lock: expected require or warn") }
         return Configuration(
+            // Without --socket (socket activation) the listener takes the one inherited socket.
             listeners: [Configuration.Listener(name: "sigild", path: socket, mode: 0o600)],
             servers: servers,
             access: [AccessRule(uid: SigilServer.currentUID, operations: operations)],

@@ -1,6 +1,7 @@
 import Foundation
 import SigilCore
 import SigilPosix
+import SigilTestSupport
 import Testing
 
 /// sigil-bench against a real sigild: the figures it reports, its two yardsticks, its errors.
@@ -90,19 +91,14 @@ extension DaemonEndToEnd {
         @Test("a daemon that goes away mid-run ends the run with a report of what completed")
         func daemonGoesAway() throws {
             let daemon = try DaemonFixture.quickStart()
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: Self.bench)
-            process.arguments = ["run", "--socket", daemon.socketPath, "--no-baseline", "--duration", "20", "--warmup", "0.2", "--rounds", "1"]
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let output = ReadAll(out.fileHandleForReading)
+            let process = try ChildProcess(
+                Self.bench, ["run", "--socket", daemon.socketPath, "--no-baseline", "--duration", "20", "--warmup", "0.2", "--rounds", "1"],
+                stderr: .capture)
             usleep(1_500_000)
             daemon.signal(SIGKILL)
-            process.waitUntilExit()
-            let text = output.wait()
-            #expect(process.terminationStatus == 2, "\(text)")
+            let result = process.finish(timeout: 60)
+            let text = result.stdout
+            #expect(result.status == 2, "\(text) \(result.stderr)")
             #expect(text.contains("RUN CUT SHORT"), "\(text)")
             // "  throughput     N req/s (COMPLETED requests, E errors)"
             let throughput = text.split(separator: "\n").first { $0.contains("throughput") } ?? ""

@@ -2,6 +2,7 @@ import Foundation
 import SigilClient
 import SigilCore
 import SigilPosix
+import SigilTestSupport
 import Testing
 
 /// The client library's own guarantees, against a real sigild: requests it cannot encode are

@@ -1,3 +1,4 @@
+import SigilTestSupport
 import Foundation
 import SigilCore
 import Testing
@@ -114,12 +115,12 @@ enum Python {
 
     static let available: Bool = {
         guard FileManager.default.isExecutableFile(atPath: path) else { return false }
-        let result = try? SigilIntegrationTests.run(path, ["-c", "import signedjson.sign, canonicaljson, nacl.signing"])
+        let result = try? SigilTestSupport.run(path, ["-c", "import signedjson.sign, canonicaljson, nacl.signing"])
         return result?.status == 0
     }()
 
     static func run(_ script: String, arguments: [String], input: String? = nil) throws -> String {
-        let result = try SigilIntegrationTests.run(path, ["-c", script] + arguments, input: input)
+        let result = try SigilTestSupport.run(path, ["-c", script] + arguments, input: input)
         guard result.status == 0 else { throw FixtureError("python failed (\(result.status)): \(result.stderr)") }
         return result.stdout
     }

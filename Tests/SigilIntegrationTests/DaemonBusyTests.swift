@@ -1,3 +1,4 @@
+import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
@@ -53,7 +54,7 @@ extension DaemonEndToEnd {
                 case WireStatus.busy.rawValue:
                     busy.append(frame.header.requestID)
                     let text = frame.body.withUnsafeBytes { WireFailure.decode(status: .busy, body: $0).message }
-                    #expect(text.contains("limit 1"), "\(text)")
+                    #expect(text.contains("max_in_flight 1"), "\(text)")
                 case 0:
                     answered.append(frame.header.requestID)
                     let results = try frame.body.withUnsafeBytes { try decodeResponseFrame(frame.header, body: $0) }

@@ -1,3 +1,4 @@
+import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
@@ -66,7 +67,7 @@ extension DaemonEndToEnd {
             let seen = try Self.readAnswers(socket, ids: ids)
             #expect(seen == ids, "\(ids.count - seen.count) requests were not answered")
             #expect(try socket.readEOF(), "the daemon closes the connection once it is quiet")
-            let status = waitForExit(daemon.process, timeout: 10)
+            let status = daemon.waitForExit(timeout: 10)
             #expect(status == 0, "\(daemon.log)")
             #expect(!FileManager.default.fileExists(atPath: daemon.socketPath), "the socket file is left behind")
             #expect(daemon.log.contains("SIGTERM: draining"))
@@ -89,7 +90,7 @@ extension DaemonEndToEnd {
             #expect(daemon.waitForLog("SIGTERM: draining"))
             daemon.signal(SIGTERM)
             #expect(daemon.waitForLog("SIGTERM again while draining"), "\(daemon.log)")
-            #expect(daemon.process.isRunning)
+            #expect(daemon.isRunning)
             // No new connections once draining.
             #expect((try? SigilConnection(path: daemon.socketPath)) == nil)
 
@@ -105,7 +106,7 @@ extension DaemonEndToEnd {
             } else {
                 Issue.record("the late request: \(signed)")
             }
-            #expect(waitForExit(daemon.process, timeout: 10) == 0, "\(daemon.log)")
+            #expect(daemon.waitForExit(timeout: 10) == 0, "\(daemon.log)")
             #expect(!FileManager.default.fileExists(atPath: daemon.socketPath))
         }
     }

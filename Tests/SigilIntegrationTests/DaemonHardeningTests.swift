@@ -1,3 +1,4 @@
+import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
@@ -36,16 +37,13 @@ extension DaemonEndToEnd {
             defer { daemon.stop() }
 
             // A control: an ordinary (dumpable) process of the same user.
-            let control = Process()
-            control.executableURL = URL(fileURLWithPath: Privileges.setpriv)
-            control.arguments = Array(Privileges.asNobody.dropFirst()) + ["/bin/sleep", "5"]
-            try control.run()
+            let control = try ChildProcess(Privileges.setpriv, Array(Privileges.asNobody.dropFirst()) + ["/bin/sleep", "5"])
             defer {
                 // SIGKILL: the test runner may block SIGTERM, and sleep inherits the mask.
-                kill(control.processIdentifier, SIGKILL)
-                control.waitUntilExit()
+                control.signal(SIGKILL)
+                control.wait(timeout: 10)
             }
-            #expect(eventually { Self.owner("/proc/\(control.processIdentifier)/status")?.uid == Privileges.nobody })
+            #expect(eventually { Self.owner("/proc/\(control.pid)/status")?.uid == Privileges.nobody })
 
             let status = try String(contentsOfFile: "/proc/\(daemon.pid)/status", encoding: .utf8)
             #expect(status.contains("Uid:\t65534\t65534\t65534\t65534"), "sigild is not running as uid 65534")
@@ -55,7 +53,7 @@ extension DaemonEndToEnd {
             }
 
             let reader = Array(Privileges.asNobody.dropFirst()) + ["/bin/cat"]
-            let ofControl = try run(Privileges.setpriv, reader + ["/proc/\(control.processIdentifier)/environ"])
+            let ofControl = try run(Privileges.setpriv, reader + ["/proc/\(control.pid)/environ"])
             #expect(ofControl.status == 0, "the control process's environment should be readable by its own user: \(ofControl.output)")
             let ofDaemon = try run(Privileges.setpriv, reader + ["/proc/\(daemon.pid)/environ"])
             #expect(ofDaemon.status != 0, "uid 65534 read sigild's environment")

@@ -2,6 +2,7 @@ import Foundation
 import SigilClient
 import SigilCore
 import SigilPosix
+import SigilTestSupport
 import Testing
 
 /// Malformed frames and bodies, each answered with an error or a close, while another
@@ -204,7 +205,7 @@ extension DaemonEndToEnd {
             }
         }
 
-        @Test("invalid UTF-8 in a string field is a BAD_REQUEST")
+        @Test("invalid UTF-8 in a text field is a BAD_REQUEST; in SIGN_REQUEST's ASCII fields, their grammar refuses it")
         func invalidUTF8() throws {
             try Self.withBystander { daemon in
                 let socket = try RawSocket(path: daemon.socketPath)
@@ -223,7 +224,7 @@ extension DaemonEndToEnd {
                 body.bytesField([UInt8]())
                 let (signHeader, signMessage) = try Self.answer(to: rawFrame(opcode: 0x10, id: 22, body: body.bytes), on: socket)
                 #expect(signHeader.status == WireStatus.badRequest.rawValue)
-                #expect(signMessage.contains("origin is not valid UTF-8"), "\(signMessage)")
+                #expect(signMessage.contains("origin is not a valid Matrix server name"), "\(signMessage)")
 
                 var uri = WireWriter()
                 uri.string("domain")
@@ -234,7 +235,7 @@ extension DaemonEndToEnd {
                 uri.bytesField([UInt8]())
                 let (uriHeader, uriMessage) = try Self.answer(to: rawFrame(opcode: 0x10, id: 23, body: uri.bytes), on: socket)
                 #expect(uriHeader.status == WireStatus.badRequest.rawValue)
-                #expect(uriMessage.contains("uri is not valid UTF-8"), "\(uriMessage)")
+                #expect(uriMessage.contains("uri must be the request target exactly as sent"), "\(uriMessage)")
                 try Self.expectStillOpen(socket)
             }
         }

@@ -1,3 +1,4 @@
+import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
@@ -66,7 +67,7 @@ extension DaemonEndToEnd {
             let configText = try String(contentsOfFile: directory.file("sigild.yaml"), encoding: .utf8)
             let daemon = try DaemonFixture(config: configText, prefix: Self.unlockable, directory: directory)
             defer { daemon.stop() }
-            #expect(daemon.log.contains("key memory is not locked into RAM (RLIMIT_MEMLOCK 0 bytes)"), "\(daemon.log)")
+            #expect(daemon.log.contains("is not locked into RAM (RLIMIT_MEMLOCK 0 bytes)"), "\(daemon.log)")
             let client = daemon.client()
             #expect(try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI).header == SpecVectors.mediaHeader)
             let stats = try statsObject(client)

@@ -1,3 +1,4 @@
+import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
@@ -53,22 +54,24 @@ extension DaemonEndToEnd {
             #expect(!info.daemonVersion.isEmpty)
         }
 
-        @Test("PING echoes its payload; one over 64 KiB is a BAD_REQUEST")
+        @Test("PING echoes any payload that fits in max_frame; a larger frame is FRAME_TOO_LARGE")
         func ping() throws {
             let daemon = try Self.start()
             defer { daemon.stop() }
             let client = daemon.client()
             #expect(try client.ping() == [])
             #expect(try client.ping(Array("hi".utf8)) == Array("hi".utf8))
-            let large = (0..<65536).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-            #expect(try client.ping(large) == large)
-            do {
-                _ = try client.ping(large + [0])
-                Issue.record("a ping payload over 64 KiB was echoed")
-            } catch {
-                #expect(error.status == .badRequest)
-            }
-            // The connection is still usable after the error.
+            // max_frame is 128 KiB here: the largest payload is that less the 8 header bytes
+            // the length counts and the payload's own 4-byte length.
+            let largest = (0..<(128 * 1024 - 12)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+            #expect(try client.ping(largest) == largest)
+            let socket = try RawSocket(path: daemon.socketPath)
+            try socket.send(frameBytes(.ping(payload: largest + [0]), id: 7))
+            let refused = try #require(try socket.readFrame())
+            #expect(refused.header.status == WireStatus.frameTooLarge.rawValue)
+            #expect(refused.header.opcode == Opcode.ping.rawValue && refused.header.requestID == 7, "the refusal names the request")
+            #expect(try socket.readEOF(), "the connection closes after FRAME_TOO_LARGE")
+            // Another connection is unaffected.
             #expect(try client.ping([1, 2, 3]) == [1, 2, 3])
         }
 

@@ -1,3 +1,4 @@
+import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
@@ -64,7 +65,10 @@ extension DaemonEndToEnd {
             let stats = try statsObject(daemon.client())
             #expect(stats.int("reloads", "ok") == 1)
             #expect(stats.int("reloads", "failed") == 1)
-            #expect(((stats["reloads"] as? [String: Any])?["last_error"] as? String)?.contains("seed") == true)
+            // STATS says where the last reload failed, never what the file holds.
+            let lastError = (stats["reloads"] as? [String: Any])?["last_error"] as? String ?? ""
+            #expect(lastError.contains(keyPath) && !lastError.contains("seed") && !lastError.contains("YJDBA9"), "\(lastError)")
+            #expect((stats["reloads"] as? [String: Any])?["last_ok"] as? Bool == false)
             #expect(stats.int("config_generation") == 2)
         }
     }

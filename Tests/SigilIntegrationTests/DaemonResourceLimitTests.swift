@@ -2,6 +2,7 @@ import Foundation
 import SigilClient
 import SigilCore
 import SigilPosix
+import SigilTestSupport
 import Testing
 
 /// Running out of file descriptors, and the connection cap: the daemon refuses what it cannot
@@ -84,8 +85,6 @@ extension DaemonEndToEnd {
                     """,
                 files: ["spec.key": TestKeys.specSynapseFile])
             defer { daemon.stop() }
-            // The fixture's own start-up probe may still count until the daemon sees it close:
-            // take the five places one by one, retrying a connection refused for that reason.
             var kept: [SigilConnection] = []
             for _ in 0..<100 where kept.count < 5 {
                 let connection = try SigilConnection(path: daemon.socketPath)
@@ -97,7 +96,8 @@ extension DaemonEndToEnd {
             }
             try #require(kept.count == 5)
             #expect(try Self.connectAndPing(daemon.socketPath) == nil, "a sixth connection was served")
-            #expect(daemon.waitForLog("refusing connections: 5 already open"), "\(daemon.log)")
+            #expect(daemon.waitForLog("refused a connection on listener main from uid \(getuid())"), "\(daemon.log)")
+            #expect(daemon.log.contains("the listener has 5 connections open (max_connections)"), "\(daemon.log)")
             for connection in kept { connection.close() }
             #expect(eventually(timeout: 5) { (try? SigilConnection(path: daemon.socketPath).send(.ping(payload: [3]))) == .pong(payload: [3]) })
             let stats = try JSONValue(parsing: try daemon.client().stats()).objectValue

@@ -3,6 +3,7 @@ import Glibc
 import SigilClient
 import SigilCore
 import SigilPosix
+import SigilTestSupport
 import Synchronization
 import Testing
 

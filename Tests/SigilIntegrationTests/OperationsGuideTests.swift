@@ -1,5 +1,6 @@
 import Foundation
 import SigilPosix
+import SigilTestSupport
 import Testing
 
 /// docs/operations.md cannot rot: scripts/check-operations-guide runs every block marked

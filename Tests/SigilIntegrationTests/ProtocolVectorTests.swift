@@ -1,3 +1,4 @@
+import SigilTestSupport
 import Foundation
 import SigilCore
 import Testing
@@ -42,7 +43,11 @@ struct ProtocolVectorTests {
     @Test("every vector in the document")
     func replay() throws {
         let vectors = try Self.vectors()
-        #expect(vectors.map(\.name) == ["ping", "sign_request", "sign_request_batch", "verify", "key_document", "unknown_opcode"])
+        #expect(
+            vectors.map(\.name) == [
+                "ping", "sign_request", "sign_request_batch", "verify", "key_document", "unknown_opcode", "list_keys_paged", "batch_of_zero_items",
+                "batch_flag_on_ping", "frame_too_large",
+            ])
         let daemon = try DaemonFixture.quickStart()
         defer { daemon.stop() }
         let socket = try RawSocket(path: daemon.socketPath)
@@ -59,6 +64,8 @@ struct ProtocolVectorTests {
             writer.fixed(frame.body)
             #expect(writer.bytes == vector.response, "vector \(vector.name)")
         }
+        // frame_too_large ends the connection.
+        #expect(try socket.readEOF())
     }
 
     @Test("the request vectors are what the Swift encoder produces")
@@ -68,6 +75,7 @@ struct ProtocolVectorTests {
         #expect(frameBytes(.ping(payload: Array("hi".utf8)), id: 1) == vectors["ping"]?.request)
         #expect(frameBytes(.signRequest(sign), id: 2) == vectors["sign_request"]?.request)
         #expect(frameBytes(.keyDocument(server: "domain", validUntilTS: 1_700_000_000_000), id: 5) == vectors["key_document"]?.request)
+        #expect(frameBytes(.listKeys(cursor: ""), id: 7) == vectors["list_keys_paged"]?.request)
         var batch = WireWriter()
         let second = SignRequestParams(
             origin: "domain", destination: "example.org:8448", uri: "/_matrix/federation/v1/media/thumbnail/abc123?width=32&height=32&method=crop")

@@ -1,3 +1,4 @@
+import SigilTestSupport
 import Foundation
 import SigilCore
 import Testing

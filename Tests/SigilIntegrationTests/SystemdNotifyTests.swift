@@ -1,6 +1,7 @@
 import Foundation
 import SigilCore
 import SigilPosix
+import SigilTestSupport
 import Testing
 
 /// sigild's side of `Type=notify` and `WatchdogSec=`, checked against a datagram socket the
@@ -28,7 +29,7 @@ struct SystemdNotifyTests {
         defer { receiver.close() }
         let daemon = try DaemonFixture(
             config: Self.config, files: ["spec.key": TestKeys.specSynapseFile],
-            environment: ["NOTIFY_SOCKET": receiver.address], directory: directory)
+            directory: directory, notify: receiver)
         defer { daemon.stop() }
         #expect(receiver.wait { $0.contains { $0.hasPrefix("READY=1") } }, "\(receiver.messages)")
         directory.write("spec.key", "ed25519 1 tooShort\n")
@@ -36,13 +37,17 @@ struct SystemdNotifyTests {
         #expect(
             receiver.wait { $0.filter { $0.hasPrefix("READY=1") }.count >= 2 }, "\(receiver.messages)\n\(daemon.log)")
         let failed = try #require(receiver.messages.last { $0.hasPrefix("READY=1") }).notifyFields["STATUS"] ?? ""
-        #expect(failed.hasPrefix("RELOAD FAILED, serving the previous keys ("), "\(failed)")
+        #expect(failed.hasPrefix("RELOAD FAILED at "), "\(failed)")
         #expect(failed.contains("spec.key:1"), "\(failed)")
+        #expect(failed.contains("serving the previous keys"), "\(failed)")
+        // Where, never what: every local user can read STATUS=.
+        #expect(!failed.contains("tooShort") && !failed.contains("seed"), "\(failed)")
         directory.write("spec.key", TestKeys.specSynapseFile)
         daemon.signal(SIGHUP)
         #expect(receiver.wait { $0.filter { $0.hasPrefix("READY=1") }.count >= 3 }, "\(receiver.messages)")
         let recovered = try #require(receiver.messages.last { $0.hasPrefix("READY=1") }).notifyFields["STATUS"] ?? ""
         #expect(recovered.hasPrefix("1 key(s) for domain"), "\(recovered)")
+        #expect(!recovered.contains("RELOAD FAILED"), "\(recovered)")
     }
 
     @Test(
@@ -55,7 +60,7 @@ struct SystemdNotifyTests {
         // `env -u` execs sigild in place (same pid) without any WATCHDOG_PID the runner may have.
         let daemon = try DaemonFixture(
             config: Self.config, files: ["spec.key": TestKeys.specSynapseFile], prefix: [Self.env!, "-u", "WATCHDOG_PID"],
-            environment: ["NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "400000"], directory: directory)
+            environment: ["WATCHDOG_USEC": "400000"], directory: directory, notify: receiver)
         defer { daemon.stop() }
 
         // Keep-alives at half of WATCHDOG_USEC (200 ms): two within a second or so.
@@ -110,7 +115,7 @@ struct SystemdNotifyTests {
         defer { receiver.close() }
         let daemon = try DaemonFixture(
             config: Self.config, files: ["spec.key": TestKeys.specSynapseFile],
-            environment: ["NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"], directory: directory)
+            environment: ["WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"], directory: directory, notify: receiver)
         defer { daemon.stop() }
         #expect(receiver.wait { $0.first?.hasPrefix("READY=1") == true }, "\(receiver.messages)\n\(daemon.log)")
         // Ten keep-alive periods: none may come, the watchdog belongs to pid 1.

@@ -2,6 +2,7 @@ import Foundation
 import SigilClient
 import SigilCore
 import SigilPosix
+import SigilTestSupport
 import Testing
 
 /// The shipped units in systemd/: they parse (`systemd-analyze verify`), they are hardened
@@ -175,8 +176,8 @@ struct SystemdUnitTests {
         // every wrapper execs in place, so LISTEN_PID still names sigild.
         let daemon = try ActivatedDaemon(
             config: try exampleConfig(), sockets: [(mmr, "mmr"), (admin, "admin")],
-            environment: ["CREDENTIALS_DIRECTORY": credentials, "NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "400000"],
-            wrapper: try outer(directory) + asService + inner(directory), directory: directory)
+            environment: ["CREDENTIALS_DIRECTORY": credentials, "WATCHDOG_USEC": "400000"],
+            wrapper: try outer(directory) + asService + inner(directory), directory: directory, notify: receiver, probe: 1)
         defer { daemon.stop() }
         chmod(mmr, 0o666)
         chmod(admin, 0o600)

@@ -1,3 +1,4 @@
+import SigilTestSupport
 import Foundation
 import SigilCore
 import Testing
@@ -174,7 +175,7 @@ final class SecretWatch: @unchecked Sendable {
         _ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String]? = nil,
         currentDirectory: String? = nil, timeout: Double = 60
     ) throws -> ProcessResult {
-        let result = try SigilIntegrationTests.run(
+        let result = try SigilTestSupport.run(
             executable, arguments, input: input, environment: environment, currentDirectory: currentDirectory, timeout: timeout)
         record(([executable.split(separator: "/").last.map(String.init) ?? executable] + arguments).joined(separator: " "), result)
         return result
@@ -183,7 +184,7 @@ final class SecretWatch: @unchecked Sendable {
     /// Runs `executable` under a given umask (through /bin/sh, so only the child's umask changes).
     @discardableResult
     func run(umask mask: String, _ executable: String, _ arguments: [String], currentDirectory: String? = nil) throws -> ProcessResult {
-        let result = try SigilIntegrationTests.run(
+        let result = try SigilTestSupport.run(
             "/bin/sh", ["-c", "umask \(mask) && exec \"$0\" \"$@\"", executable] + arguments, currentDirectory: currentDirectory)
         record("umask \(mask); \(executable) \(arguments.joined(separator: " "))", result)
         return result

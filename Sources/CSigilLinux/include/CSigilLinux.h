@@ -51,4 +51,23 @@ int CSigilLinux_set_affinity(pid_t tid, const int *cpus, int count);
  * `max`), or -1. */
 int CSigilLinux_allowed_cpus(pid_t tid, int *cpus, int max);
 
+/* Sets the owner and group of the socket node at `path` without following a symlink there:
+ * opens the node with O_PATH | O_NOFOLLOW, checks it is a socket owned by the calling process's
+ * effective uid (so it is the one we just bound, not something swapped in), and changes that
+ * inode through the descriptor (fchownat AT_EMPTY_PATH). uid or gid (uid_t)-1 leaves it as it is.
+ * Writes the node's mode to *mode. Returns 0, or -1 with errno (ELOOP: a symlink; EPERM: not
+ * ours; ENOTSOCK: not a socket). */
+int CSigilLinux_chown_socket_node(const char *path, uid_t uid, gid_t gid, unsigned int *mode);
+
+/* pipe2(fds, O_CLOEXEC). */
+int CSigilLinux_pipe_cloexec(int fds[2]);
+
+/* posix_spawn_file_actions_addchdir_np (glibc 2.29+): the child changes directory first.
+ * `actions` is a posix_spawn_file_actions_t *. */
+int CSigilLinux_spawn_add_chdir(void *actions, const char *path);
+
+/* posix_spawn_file_actions_addclosefrom_np(actions, from) (glibc 2.34+): the child inherits no
+ * descriptor from `from` up, whatever the parent has open without close-on-exec. */
+int CSigilLinux_spawn_add_closefrom(void *actions, int from);
+
 #endif

@@ -36,15 +36,39 @@ public final class KeyArena: Sendable {
     /// Fills an arena. Seeds are written into a scratch slot inside the arena, expanded there,
     /// and the scratch slot is wiped, so no seed ever passes through ordinary memory.
     public struct Builder: ~Copyable {
-        private let buffer: GuardedBuffer
-        private let capacity: Int
+        private var buffer: GuardedBuffer
+        private var capacity: Int
         private var used = 0
+        private let lockPolicy: MemoryLockPolicy
 
         public init(capacity: Int, lockPolicy: MemoryLockPolicy) throws(GuardedMemoryError) {
             precondition(sodiumSizesAgree, "libsodium's Ed25519 sizes differ from what Sigil was built for")
             self.capacity = capacity
+            self.lockPolicy = lockPolicy
             // One extra slot at the end is the seed scratch area.
             buffer = try GuardedBuffer(count: (capacity + 1) * Ed25519.secretKeyBytes, lockPolicy: lockPolicy)
+        }
+
+        /// Keys added so far.
+        public var count: Int { used }
+
+        /// The bytes of guarded memory an arena of `keys` keys takes (what it locks).
+        public static func bytes(forKeys keys: Int) -> Int { (keys + 1) * Ed25519.secretKeyBytes }
+
+        /// Makes room for at least `extra` more keys: a larger guarded buffer, the keys copied
+        /// across inside guarded memory, the old buffer freed (and so zeroed).
+        public mutating func reserve(_ extra: Int) throws(GuardedMemoryError) {
+            guard used + extra > capacity else { return }
+            let newCapacity = max(used + extra, capacity * 2)
+            let larger = try GuardedBuffer(count: (newCapacity + 1) * Ed25519.secretKeyBytes, lockPolicy: lockPolicy)
+            let count = used * Ed25519.secretKeyBytes
+            buffer.withUnsafeBytes { old in
+                larger.withUnsafeMutableBytes { new in
+                    if count > 0 { new.baseAddress!.copyMemory(from: old.baseAddress!, byteCount: count) }
+                }
+            }
+            buffer = larger
+            capacity = newCapacity
         }
 
         /// Whether the memory is locked into RAM.

@@ -1,4 +1,5 @@
 internal import CSodium
+internal import CSodiumShims
 
 /// libsodium must be initialised once before any other call; Swift runs a global's
 /// initialiser exactly once, on first use, from whichever thread gets there first.
@@ -24,3 +25,20 @@ let sodiumSizesAgree: Bool =
     && crypto_sign_secretkeybytes() == Ed25519.secretKeyBytes
     && crypto_sign_seedbytes() == Ed25519.seedBytes
     && crypto_sign_bytes() == Ed25519.signatureBytes
+
+/// SHA-256 (libsodium's), for digests that are not secrets (audit records of uris).
+public enum SHA256 {
+    /// The digest of `bytes` in lowercase hex.
+    public static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
+        var digest = [UInt8](repeating: 0, count: 32)
+        _ = digest.withUnsafeMutableBytes { out in CSodiumShims_sha256(out.baseAddress, bytes.baseAddress, bytes.count) }
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(64)
+        for byte in digest {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+}

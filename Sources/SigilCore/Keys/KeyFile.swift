@@ -48,7 +48,16 @@ public struct KeyFile: Sendable {
     /// Parses a file whose bytes are already in guarded memory, detecting the format in MMR's
     /// order (Synapse, Dendrite, MMR).
     public init(contents: GuardedBuffer, path: String) throws(KeyFileError) {
-        let parsed = try contents.withUnsafeBytes { (bytes) throws(KeyFileError) in try KeyFileParser(bytes: bytes, path: path).parse() }
+        try self.init(contents: contents, length: contents.count, path: path)
+    }
+
+    /// Parses the first `length` bytes of `contents` (a reused scratch buffer larger than the
+    /// file): valid until the buffer is reused, so load the keys before reading the next file.
+    public init(contents: GuardedBuffer, length: Int, path: String) throws(KeyFileError) {
+        precondition(length <= contents.count, "key file length beyond its buffer")
+        let parsed = try contents.withUnsafeBytes { (bytes) throws(KeyFileError) in
+            try KeyFileParser(bytes: UnsafeRawBufferPointer(rebasing: bytes[..<length]), path: path).parse()
+        }
         self.path = path
         self.contents = contents
         self.format = parsed.format

@@ -28,6 +28,8 @@ public struct KeyFileError: Error, Equatable, Sendable, CustomStringConvertible 
         /// Reading or permission problems, described by the layer that does I/O.
         case unreadable(String)
         case unsafePermissions(mode: UInt32)
+        /// Owned by someone other than root or the daemon's user, who could replace the key.
+        case untrustedOwner(uid: UInt32, expected: UInt32)
     }
 
     /// The file as the user named it.
@@ -78,6 +80,8 @@ public struct KeyFileError: Error, Equatable, Sendable, CustomStringConvertible 
         case .textOutsideBlock: return "unexpected text outside a PEM block"
         case .duplicateKeyID(let id, let firstLine): return "duplicate key ID \(id) (first seen on line \(firstLine))"
         case .unreadable(let why): return why
+        case .untrustedOwner(let uid, let expected):
+            return "the key file is owned by uid \(uid); the daemon only reads key files owned by root or by its own user (uid \(expected))"
         case .unsafePermissions(let mode):
             return "the file is accessible by other users (mode \(String(mode & 0o777, radix: 8, uppercase: false).leftPadded(to: 4))); fix it with: chmod 600 \(path)"
         }

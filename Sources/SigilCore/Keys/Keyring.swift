@@ -18,6 +18,15 @@ public struct ServerKeys: Sendable {
     public let serverName: String
     public let activeKeys: [SigningKey]
     public let retiredKeys: [RetiredKey]
+    /// How long a key document is valid for when the caller does not say (ms).
+    public let keyDocumentValidity: Int64
+
+    public init(serverName: String, activeKeys: [SigningKey], retiredKeys: [RetiredKey], keyDocumentValidity: Int64 = 86_400_000) {
+        self.serverName = serverName
+        self.activeKeys = activeKeys
+        self.retiredKeys = retiredKeys
+        self.keyDocumentValidity = keyDocumentValidity
+    }
 
     /// The key that signs requests and JSON.
     public var signingKey: SigningKey { activeKeys[0] }
@@ -55,30 +64,52 @@ public enum KeyringError: Error, Equatable, Sendable, CustomStringConvertible {
 /// a reload builds a new keyring and swaps it in, and the old arena is zeroed and freed when
 /// the last request using it finishes.
 public final class Keyring: Sendable {
-    /// In configuration order.
+    /// Sorted by name (byte order), so lists can be paged with a name as the cursor.
     public let servers: [ServerKeys]
     private let index: [String: Int]
     /// Whether the secret keys are locked into RAM.
     public let isLocked: Bool
+    /// Guarded memory the secret keys take.
+    public let lockedBytes: Int
 
     /// One server's key files (in order) and retired keys.
     public struct Source: Sendable {
         public let serverName: String
         public let files: [KeyFile]
         public let retired: [RetiredKey]
+        public let keyDocumentValidity: Int64
 
-        public init(serverName: String, files: [KeyFile], retired: [RetiredKey] = []) {
+        public init(serverName: String, files: [KeyFile], retired: [RetiredKey] = [], keyDocumentValidity: Int64 = 86_400_000) {
             self.serverName = serverName
             self.files = files
             self.retired = retired
+            self.keyDocumentValidity = keyDocumentValidity
         }
     }
 
-    public init(sources: [Source], lockPolicy: MemoryLockPolicy) throws(KeyringError) {
-        var seenServers: Set<String> = []
-        for source in sources {
+    /// Builds a keyring one server at a time, so a caller reading thousands of key files holds
+    /// only one file's guarded copy at a time.
+    public struct Builder: ~Copyable {
+        private var arena: KeyArena.Builder
+        private var loaded: [(name: String, keys: [(id: KeyID, slot: Int, publicKey: PublicKey)], retired: [RetiredKey], validity: Int64)] = []
+        private var names: Set<String> = []
+
+        /// `expectedKeys`: room to start with (the arena grows if more come).
+        public init(expectedKeys: Int, lockPolicy: MemoryLockPolicy) throws(KeyringError) {
+            do {
+                arena = try KeyArena.Builder(capacity: max(expectedKeys, 1), lockPolicy: lockPolicy)
+            } catch {
+                throw .memory(error)
+            }
+        }
+
+        public var serverCount: Int { loaded.count }
+        public func contains(_ name: String) -> Bool { names.contains(name) }
+
+        /// Checks and adds one server's keys.
+        public mutating func add(_ source: Source) throws(KeyringError) {
             guard ServerName.isValid(source.serverName) else { throw .invalidServerName(source.serverName) }
-            guard seenServers.insert(source.serverName).inserted else { throw .duplicateServer(source.serverName) }
+            guard !names.contains(source.serverName) else { throw .duplicateServer(source.serverName) }
             let ids = source.files.flatMap(\.keyIDs)
             guard !ids.isEmpty else { throw .noActiveKeys(server: source.serverName) }
             var seen: Set<KeyID> = []
@@ -88,31 +119,80 @@ public final class Keyring: Sendable {
                 if seen.contains(retired.id) { throw .retiredKeyIsActive(server: source.serverName, retired.id) }
                 if !seenRetired.insert(retired.id).inserted { throw .duplicateKeyID(server: source.serverName, retired.id) }
             }
-        }
-        let total = sources.reduce(0) { $0 + $1.files.reduce(0) { $0 + $1.entries.count } }
-        var builder: KeyArena.Builder
-        do {
-            builder = try KeyArena.Builder(capacity: total, lockPolicy: lockPolicy)
-        } catch {
-            throw .memory(error)
-        }
-        isLocked = builder.isLocked
-        var loaded: [(String, [(id: KeyID, slot: Int, publicKey: PublicKey)], [RetiredKey])] = []
-        for source in sources {
+            do {
+                try arena.reserve(ids.count)
+            } catch {
+                throw .memory(error)
+            }
             var keys: [(id: KeyID, slot: Int, publicKey: PublicKey)] = []
-            for file in source.files { keys += file.load(into: &builder) }
-            loaded.append((source.serverName, keys, source.retired))
+            for file in source.files { keys += file.load(into: &arena) }
+            names.insert(source.serverName)
+            loaded.append((source.serverName, keys, source.retired, source.keyDocumentValidity))
         }
-        let arena = builder.finish()
-        servers = loaded.map { name, keys, retired in
-            ServerKeys(
-                serverName: name,
-                activeKeys: keys.map { SigningKey(id: $0.id, publicKey: $0.publicKey, arena: arena, slot: $0.slot) },
-                retiredKeys: retired)
+
+        /// Adds a server of an earlier keyring as it was (its seeds copied inside guarded memory):
+        /// a reload that cannot read one server's new file keeps serving its old keys.
+        public mutating func add(copyOf server: ServerKeys) throws(KeyringError) {
+            guard !names.contains(server.serverName) else { throw .duplicateServer(server.serverName) }
+            do {
+                try arena.reserve(server.activeKeys.count)
+            } catch {
+                throw .memory(error)
+            }
+            var keys: [(id: KeyID, slot: Int, publicKey: PublicKey)] = []
+            for key in server.activeKeys {
+                let (slot, publicKey) = arena.add(copyOf: key.slot, in: key.arena)
+                keys.append((key.id, slot, publicKey))
+            }
+            names.insert(server.serverName)
+            loaded.append((server.serverName, keys, server.retiredKeys, server.keyDocumentValidity))
         }
+
+        public consuming func finish() -> Keyring {
+            let locked = arena.isLocked
+            let bytes = KeyArena.Builder.bytes(forKeys: arena.count)
+            let sealed = arena.finish()
+            let servers = loaded.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }.map { entry in
+                ServerKeys(
+                    serverName: entry.name,
+                    activeKeys: entry.keys.map { SigningKey(id: $0.id, publicKey: $0.publicKey, arena: sealed, slot: $0.slot) },
+                    retiredKeys: entry.retired, keyDocumentValidity: entry.validity)
+            }
+            return Keyring(servers: servers, isLocked: locked, lockedBytes: bytes)
+        }
+    }
+
+    private init(servers: [ServerKeys], isLocked: Bool, lockedBytes: Int) {
+        self.servers = servers
+        self.isLocked = isLocked
+        self.lockedBytes = lockedBytes
         var index: [String: Int] = [:]
+        index.reserveCapacity(servers.count)
         for (position, server) in servers.enumerated() { index[server.serverName] = position }
         self.index = index
+    }
+
+    public convenience init(sources: [Source], lockPolicy: MemoryLockPolicy) throws(KeyringError) {
+        var builder = try Builder(expectedKeys: sources.reduce(0) { $0 + $1.files.reduce(0) { $0 + $1.entries.count } }, lockPolicy: lockPolicy)
+        for source in sources { try builder.add(source) }
+        let keyring = builder.finish()
+        self.init(servers: keyring.servers, isLocked: keyring.isLocked, lockedBytes: keyring.lockedBytes)
+    }
+
+    /// The position of the first server whose name comes after `name` in byte order.
+    public func firstIndex(after name: String) -> Int {
+        guard !name.isEmpty else { return 0 }
+        var low = 0
+        var high = servers.count
+        while low < high {
+            let middle = (low + high) / 2
+            if name.utf8.lexicographicallyPrecedes(servers[middle].serverName.utf8) {
+                high = middle
+            } else {
+                low = middle + 1
+            }
+        }
+        return low
     }
 
     /// Server names are ASCII (checked above), so String lookup is exact. A daemon usually
@@ -154,4 +234,5 @@ public final class Keyring: Sendable {
 
     public var serverNames: [String] { servers.map(\.serverName) }
     public var keyCount: Int { servers.reduce(0) { $0 + $1.activeKeys.count } }
+    public var retiredKeyCount: Int { servers.reduce(0) { $0 + $1.retiredKeys.count } }
 }

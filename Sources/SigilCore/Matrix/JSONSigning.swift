@@ -109,8 +109,51 @@ public enum JSONSigning {
         return result
     }
 
+    /// The same, also with retired keys: a retired key's signature counts only on an object
+    /// whose `origin_server_ts` is an integer below the key's `expired_ts` (it was made while
+    /// the key was current); any other signature by it is reported invalid.
+    public static func verify(
+        _ json: UnsafeRawBufferPointer, serverName: String, publicKeys: [KeyID: PublicKey],
+        retiredKeys: [KeyID: (publicKey: PublicKey, expiredTS: Int64)], limits: JSONLimits = .default
+    ) throws(JSONSigningError) -> Verification {
+        var current = try verify(json, serverName: serverName, publicKeys: publicKeys, limits: limits)
+        guard !retiredKeys.isEmpty else { return current }
+        let object: CanonicalObject
+        do {
+            object = try CanonicalJSON.canonicalObject(json, limits: limits)
+        } catch {
+            throw .json(error)
+        }
+        let timestamp: Int64? = object.member("origin_server_ts").flatMap { member in
+            Int64(String(decoding: object.bytes[member.valueRange], as: UTF8.self))
+        }
+        var inTime: [KeyID: PublicKey] = [:]
+        var late: [KeyID: PublicKey] = [:]
+        for (id, key) in retiredKeys {
+            if let timestamp, timestamp < key.expiredTS { inTime[id] = key.publicKey } else { late[id] = key.publicKey }
+        }
+        let retired = try verify(json, serverName: serverName, publicKeys: inTime, limits: limits)
+        let expired = try verify(json, serverName: serverName, publicKeys: late, limits: limits)
+        current.valid += retired.valid
+        current.invalid += retired.invalid + expired.valid + expired.invalid
+        current.missing += retired.missing + expired.missing
+        current.valid.sort()
+        current.invalid.sort()
+        current.missing.sort()
+        return current
+    }
+
     public static func verify<C: Collection<UInt8>>(_ json: C, serverName: String, publicKeys: [KeyID: PublicKey], limits: JSONLimits = .default) throws(JSONSigningError) -> Verification {
         try withBytes(json) { (raw) throws(JSONSigningError) in try verify(raw, serverName: serverName, publicKeys: publicKeys, limits: limits) }
+    }
+
+    public static func verify<C: Collection<UInt8>>(
+        _ json: C, serverName: String, publicKeys: [KeyID: PublicKey], retiredKeys: [KeyID: (publicKey: PublicKey, expiredTS: Int64)],
+        limits: JSONLimits = .default
+    ) throws(JSONSigningError) -> Verification {
+        try withBytes(json) { (raw) throws(JSONSigningError) in
+            try verify(raw, serverName: serverName, publicKeys: publicKeys, retiredKeys: retiredKeys, limits: limits)
+        }
     }
 
     private static func existingSignatures(_ object: CanonicalObject, limits: JSONLimits) throws(JSONSigningError) -> JSONObject {

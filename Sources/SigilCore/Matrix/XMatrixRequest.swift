@@ -11,7 +11,7 @@ public enum XMatrixRequestError: Error, Equatable, Sendable, CustomStringConvert
         case .invalidOrigin: return "origin is not a valid Matrix server name"
         case .invalidDestination: return "destination is not a valid Matrix server name"
         case .invalidMethod: return "method must be an HTTP token such as GET"
-        case .invalidURI: return "uri must be the request target exactly as sent: starting with '/', printable ASCII, no spaces"
+        case .invalidURI: return "uri must be the request target exactly as sent: starting with '/', visible ASCII (no spaces or controls), no '#'"
         case .invalidContent(let error): return "content is not valid JSON: \(error)"
         }
     }
@@ -80,12 +80,11 @@ public final class XMatrixSigner {
     public func sign(
         origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer,
         uri: UnsafeRawBufferPointer, content: UnsafeRawBufferPointer?, key: SigningKey,
-        signature: UnsafeMutableRawPointer, header: inout [UInt8], originIsKnown: Bool = false
+        signature: UnsafeMutableRawPointer, header: inout [UInt8], prevalidated: Bool = false
     ) throws(XMatrixRequestError) {
-        guard originIsKnown || XMatrixFields.isServerName(origin) else { throw .invalidOrigin }
-        guard XMatrixFields.isServerName(destination) else { throw .invalidDestination }
-        guard XMatrixFields.isMethod(method) else { throw .invalidMethod }
-        guard XMatrixFields.isURI(uri) else { throw .invalidURI }
+        if !prevalidated, let problem = XMatrixFields.problem(origin: origin, destination: destination, method: method, uri: uri) {
+            throw problem
+        }
         let layout = try XMatrixFields.SignableLayout(origin: origin, destination: destination, method: method, uri: uri, rawContent: content)
         let headerLength = XMatrixFields.headerLength(origin: origin, destination: destination, keyID: key.id)
         reserve(max(layout.total, headerLength))
@@ -112,11 +111,22 @@ enum XMatrixFields {
         return true
     }
 
-    /// A request target as sent: origin-form, visible ASCII only.
+    /// A request target as sent: origin-form, visible ASCII only, no fragment.
     static func isURI(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard bytes.first == UInt8(ascii: "/") else { return false }
-        for byte in bytes where byte <= 0x20 || byte >= 0x7F { return false }
+        for byte in bytes where byte <= 0x20 || byte >= 0x7F || byte == UInt8(ascii: "#") { return false }
         return true
+    }
+
+    /// The first of the four fields that breaks its grammar, in request order.
+    static func problem(
+        origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer
+    ) -> XMatrixRequestError? {
+        if !isServerName(origin) { return .invalidOrigin }
+        if !isServerName(destination) { return .invalidDestination }
+        if !isMethod(method) { return .invalidMethod }
+        if !isURI(uri) { return .invalidURI }
+        return nil
     }
 
     static func isTokenChar(_ b: UInt8) -> Bool {

@@ -25,15 +25,24 @@ public struct SignRequestFields {
     /// Nil when the content field is empty.
     public let content: UnsafeRawBufferPointer?
 
+    /// Reads the layout only. The fields are ASCII by their grammar, so they are not checked as
+    /// UTF-8 here: `problem` checks each one once, completely.
     public init(reading body: UnsafeRawBufferPointer) throws(WireError) {
         var reader = WireReader(body)
-        origin = try reader.stringBytes("origin")
-        destination = try reader.stringBytes("destination")
-        method = try reader.stringBytes("method")
-        uri = try reader.stringBytes("uri")
+        origin = try reader.rawStringBytes("origin")
+        destination = try reader.rawStringBytes("destination")
+        method = try reader.rawStringBytes("method")
+        uri = try reader.rawStringBytes("uri")
         let content = try reader.bytesField("content")
         self.content = content.isEmpty ? nil : content
         try reader.finish()
+    }
+
+    /// The first field that breaks its grammar (docs/PROTOCOL.md, SIGN_REQUEST), or nil: origin
+    /// and destination are server names, method an HTTP token, uri an origin-form request target
+    /// of visible ASCII with no fragment. (The content is checked when it is canonicalised.)
+    public var problem: XMatrixRequestError? {
+        XMatrixFields.problem(origin: origin, destination: destination, method: method, uri: uri)
     }
 }
 
@@ -110,11 +119,27 @@ public struct VerifyRequestParams: Sendable, Equatable {
     }
 }
 
+/// HELLO's paging extension: asks for one page of the server list, after `cursor` ("" for the
+/// first page), and for the page trailer in the answer.
+public struct HelloPage: Sendable, Equatable {
+    /// Reserved: 0.
+    public var features: UInt32
+    public var cursor: String
+
+    public init(features: UInt32 = 0, cursor: String = "") {
+        self.features = features
+        self.cursor = cursor
+    }
+}
+
 /// A request, as the client sends it and the daemon decodes it (docs/PROTOCOL.md, "Operations").
 public enum Request: Sendable, Equatable {
-    case hello(clientName: String)
+    /// `page` nil: today's form, whose answer lists as many servers as fit in one reply.
+    case hello(clientName: String, page: HelloPage? = nil)
     case ping(payload: [UInt8])
-    case listKeys
+    /// `cursor` nil: the whole listing in one reply (refused if it does not fit); otherwise the
+    /// page after `cursor` ("" for the first), with the next cursor in the answer.
+    case listKeys(cursor: String? = nil)
     case signRequest(SignRequestParams)
     case signJSON(server: String, json: [UInt8])
     /// `keyID` nil: the server's signing key.
@@ -144,11 +169,17 @@ public enum Request: Sendable, Equatable {
 
     public func encodeBody(into w: inout WireWriter) {
         switch self {
-        case .hello(let name):
+        case .hello(let name, let page):
             w.string(name)
+            if let page {
+                w.u32(page.features)
+                w.string(page.cursor)
+            }
         case .ping(let payload):
             w.bytesField(payload)
-        case .listKeys, .stats:
+        case .listKeys(let cursor):
+            if let cursor { w.string(cursor) }
+        case .stats:
             break
         case .signRequest(let p):
             w.string(p.origin)
@@ -207,11 +238,17 @@ public enum Request: Sendable, Equatable {
         let request: Request
         switch opcode {
         case .hello:
-            request = .hello(clientName: try r.string("client_name"))
+            let name = try r.string("client_name")
+            if r.remaining > 0 {
+                let features = try r.u32("features")
+                request = .hello(clientName: name, page: HelloPage(features: features, cursor: try r.string("cursor")))
+            } else {
+                request = .hello(clientName: name)
+            }
         case .ping:
             request = .ping(payload: Array(try r.bytesField("payload")))
         case .listKeys:
-            request = .listKeys
+            request = .listKeys(cursor: body.isEmpty ? nil : try r.string("cursor"))
         case .stats:
             request = .stats
         case .signRequest:

@@ -7,6 +7,21 @@ public struct HelloInfo: Sendable, Equatable {
     public var operations: [Opcode]
     public var servers: [String]
     public var daemonVersion: String
+    /// Present when the request asked for a page (`HelloPage`).
+    public var page: Page?
+
+    /// The paged answer's trailer.
+    public struct Page: Sendable, Equatable {
+        /// How many servers this caller may use in all.
+        public var serverTotal: UInt32
+        /// Send it back for the next page; "" when this page ends the list.
+        public var nextCursor: String
+
+        public init(serverTotal: UInt32, nextCursor: String) {
+            self.serverTotal = serverTotal
+            self.nextCursor = nextCursor
+        }
+    }
 
     public init(protocolVersion: UInt8 = Wire.version, maxFrameLength: UInt32, maxBatchItems: UInt16, maxInFlight: UInt32, operations: [Opcode], servers: [String], daemonVersion: String) {
         self.protocolVersion = protocolVersion
@@ -47,8 +62,20 @@ public struct KeyListing: Sendable, Equatable {
     }
 
     public var servers: [Server]
+    /// Present when the request carried a cursor: the next one, or "" when the listing is done.
+    public var nextCursor: String?
 
-    public init(servers: [Server]) { self.servers = servers }
+    public init(servers: [Server], nextCursor: String? = nil) {
+        self.servers = servers
+        self.nextCursor = nextCursor
+    }
+}
+
+extension KeyListing.Server {
+    /// Bytes this entry takes in a LIST_KEYS answer.
+    public var encodedSize: Int {
+        2 + name.utf8.count + 2 + keys.reduce(0) { $0 + 2 + $1.id.utf8.count + Ed25519.publicKeyBytes + 1 + 8 }
+    }
 }
 
 /// VERIFY_JSON's answer.
@@ -112,6 +139,10 @@ public enum Response: Sendable, Equatable {
             w.u16(UInt16(info.servers.count))
             for server in info.servers { w.string(server) }
             w.string(info.daemonVersion)
+            if let page = info.page {
+                w.u32(page.serverTotal)
+                w.string(page.nextCursor)
+            }
         case .pong(let payload):
             w.bytesField(payload)
         case .keys(let listing):
@@ -126,6 +157,7 @@ public enum Response: Sendable, Equatable {
                     w.u64(key.expiredTS)
                 }
             }
+            if let cursor = listing.nextCursor { w.string(cursor) }
         case .signedRequest(let signed):
             w.string(signed.keyID.description)
             w.fixed(signed.signature.bytes)
@@ -168,10 +200,14 @@ public enum Response: Sendable, Equatable {
             }
             var servers: [String] = []
             for _ in 0..<Int(try r.u16("server_count")) { servers.append(try r.string("server_name")) }
-            response = .hello(
-                HelloInfo(
-                    protocolVersion: version, maxFrameLength: maxFrame, maxBatchItems: maxBatch, maxInFlight: maxInFlight,
-                    operations: ops, servers: servers, daemonVersion: try r.string("daemon_version")))
+            var info = HelloInfo(
+                protocolVersion: version, maxFrameLength: maxFrame, maxBatchItems: maxBatch, maxInFlight: maxInFlight,
+                operations: ops, servers: servers, daemonVersion: try r.string("daemon_version"))
+            if r.remaining > 0 {
+                let total = try r.u32("server_total")
+                info.page = HelloInfo.Page(serverTotal: total, nextCursor: try r.string("next_cursor"))
+            }
+            response = .hello(info)
         case .ping:
             response = .pong(payload: Array(try r.bytesField("payload")))
         case .listKeys:
@@ -187,7 +223,7 @@ public enum Response: Sendable, Equatable {
                 }
                 servers.append(KeyListing.Server(name: name, keys: keys))
             }
-            response = .keys(KeyListing(servers: servers))
+            response = .keys(KeyListing(servers: servers, nextCursor: r.remaining > 0 ? try r.string("next_cursor") : nil))
         case .signRequest:
             let keyID = try r.string("key_id")
             let signature = Array(try r.fixed(Ed25519.signatureBytes, "signature"))
@@ -238,10 +274,20 @@ public struct WireFailure: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { "\(status): \(message)" }
 
+    /// The longest message sent, in bytes: messages are for logs, and a bound on them bounds
+    /// how much longer than its request a batch's answer can be.
+    public static let maxMessageBytes = 1000
+
     public func encodeBody(into w: inout WireWriter) {
-        var text = message
-        if text.utf8.count > 4096 { text = String(decoding: text.utf8.prefix(4096), as: UTF8.self) }
-        w.string(text)
+        var bytes = Array(message.utf8)
+        if bytes.count > WireFailure.maxMessageBytes {
+            // Cut on a character boundary: continuation bytes are 10xxxxxx.
+            var cut = WireFailure.maxMessageBytes
+            while cut > 0 && bytes[cut] & 0xC0 == 0x80 { cut -= 1 }
+            bytes.removeSubrange(cut...)
+        }
+        w.u16(UInt16(bytes.count))
+        w.fixed(bytes)
     }
 
     public static func decode(status: WireStatus, body: UnsafeRawBufferPointer) -> WireFailure {

@@ -50,7 +50,7 @@ public struct FrameHeader: Sendable, Equatable {
 
 extension UInt32 {
     @inline(__always)
-    init(bigEndianBytes bytes: UnsafeRawBufferPointer, at offset: Int) {
+    public init(bigEndianBytes bytes: UnsafeRawBufferPointer, at offset: Int) {
         self = UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16 | UInt32(bytes[offset + 2]) << 8 | UInt32(bytes[offset + 3])
     }
 }
@@ -62,8 +62,9 @@ public struct FrameDecoder: Sendable {
     public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
         /// `length` below 8: the header itself does not fit. The stream cannot be resynchronised.
         case lengthTooSmall(UInt32)
-        /// `length` above the limit. The request ID is known once 12 bytes have arrived.
-        case tooLarge(length: UInt32, limit: UInt32, requestID: UInt32?)
+        /// `length` above the limit. The rest of the header (opcode, flags, request ID) is known
+        /// once 12 bytes have arrived, so the refusal can be addressed to the request.
+        case tooLarge(length: UInt32, limit: UInt32, header: FrameHeader?)
 
         public var description: String {
             switch self {
@@ -94,6 +95,12 @@ public struct FrameDecoder: Sendable {
         precondition(maxLength >= 8)
         self.maxLength = maxLength
         self.retainedCapacity = retainedCapacity
+    }
+
+    /// Drops everything buffered, consumed or not (a connection that will read no more frames).
+    public mutating func releaseAll() {
+        buffer = []
+        consumed = 0
     }
 
     /// Gives the buffer's memory back if nothing is waiting in it: for connections gone quiet.
@@ -145,7 +152,7 @@ public struct FrameDecoder: Sendable {
         }
         let length = buffer.withUnsafeBytes { UInt32(bigEndianBytes: $0, at: start) }
         guard length >= 8 else { throw .lengthTooSmall(length) }
-        guard length <= maxLength else { throw .tooLarge(length: length, limit: maxLength, requestID: header?.requestID) }
+        guard length <= maxLength else { throw .tooLarge(length: length, limit: maxLength, header: header) }
         let total = 4 + Int(length)
         guard available >= total, let header else { return .needMoreData }
         consumed += total
@@ -217,6 +224,12 @@ public struct WireReader {
         let slice = try take(count, field)
         guard UTF8Validation.isValid(slice) else { throw WireError("\(field) is not valid UTF-8") }
         return slice
+    }
+
+    /// `u16 length` + bytes, unchecked: for fields whose own grammar is checked later (ASCII).
+    public mutating func rawStringBytes(_ field: StaticString) throws(WireError) -> UnsafeRawBufferPointer {
+        let count = Int(try u16(field))
+        return try take(count, field)
     }
 
     public mutating func string(_ field: StaticString) throws(WireError) -> String {

@@ -13,6 +13,13 @@ public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
         self.message = message
     }
 
+    /// Where the problem is, without what the file says there: for places every local user can
+    /// read (systemd's STATUS=, STATS).
+    public var location: String {
+        let place = line.map { "\(file):\($0)" } ?? file
+        return field.isEmpty ? place : "\(place) (\(field))"
+    }
+
     public var description: String {
         let location = line.map { "\(file):\($0)" } ?? file
         return field.isEmpty ? "\(location): \(message)" : "\(location): \(field): \(message)"

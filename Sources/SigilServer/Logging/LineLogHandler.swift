@@ -51,7 +51,11 @@ public struct LineLogHandler: LogHandler {
     }
 
     static func timestamp() -> String {
-        let milliseconds = Posix.wallClockMilliseconds()
+        timestamp(milliseconds: Posix.wallClockMilliseconds())
+    }
+
+    /// RFC 3339 UTC with milliseconds, for a time in milliseconds since the epoch.
+    static func timestamp(milliseconds: Int64) -> String {
         var seconds = milliseconds / 1000
         let millis = milliseconds % 1000
         let second = seconds % 60

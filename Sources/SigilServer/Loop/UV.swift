@@ -51,12 +51,15 @@ final class EventLoop {
     let raw: UnsafeMutablePointer<uv_loop_t>
 
     init() throws(UVError) {
-        raw = allocateUV(uv_loop_t.self)
-        let rc = uv_loop_init(raw)
+        // Initialised before `raw` is set: an init that throws once every property is set runs
+        // deinit, which would close and free a loop that never was.
+        let loop = allocateUV(uv_loop_t.self)
+        let rc = uv_loop_init(loop)
         if rc < 0 {
-            freeUV(raw)
+            freeUV(loop)
             throw UVError(code: rc, call: "uv_loop_init")
         }
+        raw = loop
     }
 
     func run() {

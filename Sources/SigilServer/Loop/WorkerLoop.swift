@@ -10,41 +10,37 @@ import Synchronization
 final class WorkerLoop {
     let index: Int
     let loop: EventLoop
-    let context: ServingContext
-    let counters: LoopCounters
-    let logger: Logger
+    let services: LoopServices
     let mailbox: WorkerMailbox
-    @exclusivity(unchecked) var dispatcher: Dispatcher
     /// The read buffer all this loop's connections share (reads are never concurrent).
     let readBuffer: uv_buf_t
     private let async: UnsafeMutablePointer<uv_async_t>
     private let waker: LoopWaker
     private let idle: UnsafeMutablePointer<uv_idle_t>
     private let sweep: UnsafeMutablePointer<uv_timer_t>
-    private var connections: [ObjectIdentifier: Connection] = [:]
-    private var backlog: [Connection] = []
+    private var connections: [ObjectIdentifier: ConnectionDriver] = [:]
+    private var backlog: [ConnectionDriver] = []
     private var idleRunning = false
     private var drainDeadline: UInt64?
     private var stopped = false
-    private var lastRefusalSummary: UInt64 = 0
     private let onStopped: @Sendable () -> Void
+    private var batches = BatchQueue()
 
     static let readBufferSize = 65536
-    /// During a drain, a connection closes once nothing is owed and it has been quiet this long.
-    static let drainQuietMilliseconds: UInt64 = 100
-    /// A connection silent this long gives back its read and write buffers.
-    static let quietMilliseconds: UInt64 = 1000
+    /// Large batches this loop runs on libuv's thread pool at once (the pool is shared by every
+    /// loop); the rest wait here, taken round-robin across connections.
+    static let poolShare = 4
+
+    var context: ServingContext { services.context }
+    var logger: Logger { services.logger }
 
     init(index: Int, context: ServingContext, mailbox: WorkerMailbox, onStopped: @escaping @Sendable () -> Void) throws(UVError) {
         self.index = index
-        self.context = context
-        self.counters = context.stats.loops[index]
         self.mailbox = mailbox
         self.onStopped = onStopped
         var logger = context.logger
         logger[metadataKey: "loop"] = "\(index)"
-        self.logger = logger
-        dispatcher = Dispatcher(logger: logger, stats: context.stats, counters: counters, daemonVersion: context.daemonVersion)
+        services = LoopServices(index: index, context: context, logger: logger)
         loop = try EventLoop()
         let memory = UnsafeMutableRawPointer.allocate(byteCount: WorkerLoop.readBufferSize, alignment: 16)
         readBuffer = uv_buf_init(memory.assumingMemoryBound(to: CChar.self), UInt32(WorkerLoop.readBufferSize))
@@ -52,18 +48,22 @@ final class WorkerLoop {
         idle = allocateUV(uv_idle_t.self)
         sweep = allocateUV(uv_timer_t.self)
         waker = LoopWaker(async)
-        // These only fail on programming errors or descriptor exhaustion (the async handle's
-        // eventfd); then the loop cannot work at all, so stop rather than limp on.
-        let rc = uv_async_init(loop.raw, async) { handle in
-            WorkerLoop.from(asHandle(handle!))?.checkMailbox()
-        }
-        precondition(rc == 0, "uv_async_init failed: \(UVError(code: rc, call: "uv_async_init"))")
-        uv_idle_init(loop.raw, idle)
-        uv_timer_init(loop.raw, sweep)
         let me = Unmanaged.passUnretained(self).toOpaque()
         asHandle(async).pointee.data = me
         asHandle(idle).pointee.data = me
         asHandle(sweep).pointee.data = me
+        do {
+            try uvCheck(uv_async_init(loop.raw, async) { handle in WorkerLoop.from(asHandle(handle!))?.checkMailbox() }, "uv_async_init")
+        } catch {
+            // Nothing else is initialised yet: free the handles and the buffer; the loop closes empty.
+            freeUV(async)
+            freeUV(idle)
+            freeUV(sweep)
+            memory.deallocate()
+            throw error
+        }
+        uv_idle_init(loop.raw, idle)
+        uv_timer_init(loop.raw, sweep)
         uv_timer_start(sweep, { handle in WorkerLoop.from(asHandle(handle!))?.sweepConnections() }, 1000, 1000)
         mailbox.attach(waker)
     }
@@ -96,45 +96,62 @@ final class WorkerLoop {
     }
 
     private func adopt(_ incoming: IncomingConnection) {
-        let state = context.state
         var caller = Caller(credentials: incoming.credentials, listener: incoming.listener)
-        caller.refresh(state)
-        let connection: Connection
+        caller.refresh(services.state)
+        let engine = ConnectionEngine(services: services, caller: caller, limits: incoming.limits, now: loop.now)
+        let driver: ConnectionDriver
         do {
-            connection = try Connection(worker: self, fd: incoming.fd, caller: caller, maxFrameLength: state.configuration.limits.maxFrameLength)
+            driver = try ConnectionDriver(worker: self, fd: incoming.fd, engine: engine)
         } catch {
             logger.error("cannot serve a connection from \(caller.identity): \(error)")
-            context.openConnections.subtract(1, ordering: .relaxed)
+            context.connections.release(listener: incoming.listener.index, uid: incoming.credentials.uid)
             return
         }
-        connections[ObjectIdentifier(connection)] = connection
-        counters.update {
-            $0.connectionsOpen += 1
-            $0.connectionsTotal += 1
+        connections[ObjectIdentifier(driver)] = driver
+        services.counters.update {
+            $0.listeners[incoming.listener.index].connectionsOpen += 1
+            $0.listeners[incoming.listener.index].connectionsTotal += 1
         }
-        if caller.rules.isEmpty {
-            logger.notice("connection from \(caller.identity) matches no access rule: every request will be refused")
-        } else {
-            logger.debug("connection from \(caller.identity)")
-        }
-        connection.startReading()
+        logger.debug("connection from \(caller.identity)")
+        driver.apply([])
     }
 
-    func connectionClosed(_ connection: Connection) {
-        connections.removeValue(forKey: ObjectIdentifier(connection))
-        backlog.removeAll { $0 === connection }
-        poolWaiters.removeAll { $0 === connection }
-        counters.update { $0.connectionsOpen -= 1 }
-        context.openConnections.subtract(1, ordering: .relaxed)
+    func connectionClosed(_ driver: ConnectionDriver) {
+        connections.removeValue(forKey: ObjectIdentifier(driver))
+        backlog.removeAll { $0 === driver }
+        let forgotten = batches.forget(driver)
+        releaseMemory(driver)
+        context.connections.release(listener: driver.engine.caller.listener.index, uid: driver.engine.caller.credentials.uid)
+        let listener = driver.engine.caller.listener.index
+        services.counters.update {
+            $0.listeners[listener].connectionsOpen -= 1
+            $0.inFlight -= forgotten
+            if case .closed(let reason) = driver.engine.phase {
+                switch reason {
+                case .memoryBudget: $0.closedForMemory += 1
+                case .frameTimeout, .writeTimeout, .idle: $0.closedForTimeout += 1
+                default: break
+                }
+            }
+        }
         if drainDeadline != nil && connections.isEmpty { stop() }
+    }
+
+    /// Gives back what a closing connection counted against the memory budget.
+    private func releaseMemory(_ driver: ConnectionDriver) {
+        let caller = driver.engine.caller
+        if driver.engine.chargedBytes != 0 {
+            context.memory.adjust(uid: caller.credentials.uid, by: -driver.engine.chargedBytes)
+            driver.engine.chargedBytes = 0
+        }
     }
 
     // MARK: Fairness
 
-    func scheduleBacklog(_ connection: Connection) {
-        guard !connection.inBacklog else { return }
-        connection.inBacklog = true
-        backlog.append(connection)
+    func scheduleBacklog(_ driver: ConnectionDriver) {
+        guard !driver.inBacklog else { return }
+        driver.inBacklog = true
+        backlog.append(driver)
         if !idleRunning {
             idleRunning = true
             // An active idle handle makes the next poll non-blocking, so backlogged work
@@ -146,9 +163,9 @@ final class WorkerLoop {
     private func runBacklog() {
         let turn = backlog
         backlog.removeAll(keepingCapacity: true)
-        for connection in turn {
-            connection.inBacklog = false
-            connection.resumeBacklog()
+        for driver in turn {
+            driver.inBacklog = false
+            driver.apply(driver.engine.continueTurn(now: loop.now))
         }
         if backlog.isEmpty {
             uv_idle_stop(idle)
@@ -158,56 +175,92 @@ final class WorkerLoop {
 
     // MARK: Thread pool
 
-    /// Batches this loop has on libuv's thread pool, shared by every loop: each loop keeps at
-    /// most `poolShare` there, so one client's flood of batches queues behind the others'
-    /// instead of in front of them.
-    private(set) var offloadedCount = 0
-    private var poolWaiters: [Connection] = []
-    static let poolShare = 4
-
-    var hasPoolPlace: Bool { offloadedCount < WorkerLoop.poolShare }
-
-    func waitForPool(_ connection: Connection) {
-        poolWaiters.append(connection)
+    /// Queues a large batch; it runs when this loop has a pool place, connections taking turns.
+    func schedule(_ job: BatchJob, for driver: ConnectionDriver) {
+        services.counters.update { $0.inFlight += 1 }
+        batches.append(job, for: driver)
+        startBatches()
     }
 
-    /// A batch finished: the connection that has waited longest for a place goes next.
-    func offloadFinished() {
-        offloadedCount -= 1
-        while !poolWaiters.isEmpty {
-            let next = poolWaiters.removeFirst()
-            guard !next.closing, next.pausedForPool else { continue }
-            scheduleBacklog(next)
-            break
+    private func startBatches() {
+        while batches.running < WorkerLoop.poolShare, let (job, driver) = batches.next() {
+            run(job, for: driver)
         }
     }
 
-    /// Runs a large batch on libuv's thread pool; the reply comes back on this loop.
-    func offload(header: FrameHeader, body: [UInt8], from connection: Connection, state: ServingState) {
-        connection.offloaded += 1
-        offloadedCount += 1
-        counters.update { $0.inFlight += 1 }
-        let job = OffloadedBatch(
-            header: header, body: body, caller: connection.caller.forBatch(), state: state, logger: logger, stats: context.stats,
-            counters: counters, daemonVersion: context.daemonVersion, connection: connection)
+    private func run(_ job: BatchJob, for driver: ConnectionDriver) {
+        let work = PoolWork(job: job, driver: driver, worker: self)
         let request = allocateUV(uv_work_t.self)
-        request.pointee.data = Unmanaged.passRetained(job).toOpaque()
+        request.pointee.data = Unmanaged.passRetained(work).toOpaque()
         let rc = uv_queue_work(
             loop.raw, request,
             { request in
-                Unmanaged<OffloadedBatch>.fromOpaque(request!.pointee.data).takeUnretainedValue().run()
+                Unmanaged<PoolWork>.fromOpaque(request!.pointee.data).takeUnretainedValue().runOnPool()
             },
             { request, _ in
-                let job = Unmanaged<OffloadedBatch>.fromOpaque(request!.pointee.data).takeRetainedValue()
+                let work = Unmanaged<PoolWork>.fromOpaque(request!.pointee.data).takeRetainedValue()
                 freeUV(request!)
-                job.finish()
+                work.worker.batchFinished(work)
             })
         if rc < 0 {
             // No pool: run it here rather than drop it.
-            let job = Unmanaged<OffloadedBatch>.fromOpaque(request.pointee.data).takeRetainedValue()
+            let work = Unmanaged<PoolWork>.fromOpaque(request.pointee.data).takeRetainedValue()
             freeUV(request)
-            job.run()
-            job.finish()
+            work.runOnPool()
+            batchFinished(work)
+        }
+    }
+
+    private func batchFinished(_ work: PoolWork) {
+        batches.finished()
+        services.counters.update { $0.inFlight -= 1 }
+        if connections[ObjectIdentifier(work.driver)] != nil {
+            work.driver.apply(work.driver.engine.batchFinished(work.job, now: loop.now))
+        }
+        startBatches()
+    }
+
+    // MARK: Memory budget
+
+    /// Reports a connection's buffered bytes to the shared ledger (in quanta), and closes the
+    /// connections that hold the most unread replies when the daemon or the caller's uid is over
+    /// its budget.
+    func accountMemory(_ driver: ConnectionDriver) {
+        let engine = driver.engine
+        let buffered = engine.bufferedBytes
+        let quantum = MemoryLedger.quantum
+        let charge = buffered < quantum ? 0 : (buffered + quantum - 1) / quantum * quantum
+        guard charge != engine.chargedBytes else { return }
+        let grew = charge > engine.chargedBytes
+        let uid = engine.caller.credentials.uid
+        let (total, forUID) = context.memory.adjust(uid: uid, by: charge - engine.chargedBytes)
+        engine.chargedBytes = charge
+        guard grew else { return }
+        let limits = services.state.configuration.limits
+        if forUID > limits.maxBufferedPerUID {
+            shed(uid: uid, limits: limits)
+        } else if total > limits.maxBuffered {
+            shed(uid: nil, limits: limits)
+        }
+    }
+
+    /// Closes this loop's non-reading connections (of `uid`, when that uid is over its share),
+    /// largest first, until the budget holds or none is left.
+    private func shed(uid: UInt32?, limits: Configuration.Limits) {
+        let candidates = connections.values
+            .filter { $0.engine.isNotReading && !$0.engine.isClosed && (uid == nil || $0.engine.caller.credentials.uid == uid) }
+            .sorted { $0.engine.bufferedBytes > $1.engine.bufferedBytes }
+        for driver in candidates {
+            let over = uid.map { context.memory.held(by: $0) > limits.maxBufferedPerUID } ?? (context.memory.total > limits.maxBuffered)
+            guard over else { return }
+            let caller = driver.engine.caller
+            context.refusals.refuse(
+                listener: caller.listener.index, uid: caller.credentials.uid, kind: "memory", now: loop.now, level: .notice,
+                "closing connection of \(caller.identity): it holds \(driver.engine.bufferedBytes) bytes of replies it does not read, and "
+                    + (uid == nil ? "the daemon is over limits.max_buffered (\(limits.maxBuffered))" : "its uid is over limits.max_buffered_per_uid (\(limits.maxBufferedPerUID))"))
+            driver.engine.abort(.memoryBudget)
+            releaseMemory(driver)
+            driver.close()
         }
     }
 
@@ -217,32 +270,13 @@ final class WorkerLoop {
         mailbox.beat()
         uv_update_time(loop.raw)
         let now = loop.now
-        let limits = context.state.configuration.limits
         let draining = drainDeadline != nil
         let pastDeadline = drainDeadline.map { Posix.monotonicNanoseconds() >= $0 } ?? false
-        if now - lastRefusalSummary >= 10_000 {
-            lastRefusalSummary = now
-            for connection in connections.values { connection.logRefusalSummary() }
+        for driver in Array(connections.values) where !driver.engine.isClosed {
+            driver.apply(driver.engine.tick(now: now, draining: draining, pastDrainDeadline: pastDeadline))
         }
-        for connection in connections.values where !connection.closing {
-            if !connection.isPausedByUs, let since = connection.partialSince, now >= since, now - since > UInt64(limits.frameTimeout) {
-                logger.notice("closing connection of \(connection.caller.identity): a frame took over \(limits.frameTimeout) ms to arrive")
-                connection.close()
-            } else if connection.hasStalledOutput, now >= connection.lastWriteProgress, now - connection.lastWriteProgress > UInt64(limits.writeTimeout) {
-                logger.notice("closing connection of \(connection.caller.identity): it has read none of its replies for \(limits.writeTimeout) ms")
-                connection.close()
-            } else if draining && (pastDeadline || (connection.isIdle && now >= connection.lastActivity && now - connection.lastActivity >= WorkerLoop.drainQuietMilliseconds)) {
-                if pastDeadline && !connection.isIdle {
-                    logger.warning("drain deadline passed: closing connection of \(connection.caller.identity) with work pending")
-                }
-                connection.close()
-            } else if limits.idleTimeout > 0, connection.isIdle, now >= connection.lastActivity, now - connection.lastActivity > UInt64(limits.idleTimeout) {
-                logger.debug("closing idle connection of \(connection.caller.identity)")
-                connection.close()
-            } else if now >= connection.lastActivity, now - connection.lastActivity >= WorkerLoop.quietMilliseconds {
-                connection.releaseIdleMemory()
-            }
-        }
+        let limits = services.state.configuration.limits
+        if context.memory.total > limits.maxBuffered { shed(uid: nil, limits: limits) }
         if draining && connections.isEmpty { stop() }
     }
 
@@ -252,10 +286,10 @@ final class WorkerLoop {
         stopped = true
         for late in mailbox.close() {
             Posix.close(late.fd)
-            context.openConnections.subtract(1, ordering: .relaxed)
+            context.connections.release(listener: late.listener.index, uid: late.credentials.uid)
         }
         waker.invalidate()
-        for connection in connections.values { connection.close() }
+        for driver in connections.values { driver.close() }
         uv_timer_stop(sweep)
         uv_idle_stop(idle)
         closeAndFree(sweep)
@@ -266,48 +300,74 @@ final class WorkerLoop {
     }
 }
 
-/// A batch on the thread pool. It crosses threads exactly twice, each time handed over by
-/// libuv (work callback on a pool thread, then completion on the loop), so nothing touches it
-/// concurrently.
-final class OffloadedBatch: @unchecked Sendable {
-    let header: FrameHeader
-    let body: [UInt8]
-    var caller: Caller
-    let state: ServingState
-    let logger: Logger
-    let stats: StatsRegistry
-    let counters: LoopCounters
-    let daemonVersion: String
-    /// Touched only in `finish`, on the loop thread.
-    private let connection: Connection
-    private var reply = WireWriter(capacity: 0)
+/// A batch on its way to and from the thread pool, with what it needs there.
+private final class PoolWork: @unchecked Sendable {
+    let job: BatchJob
+    /// Touched only on the loop thread (after the pool hands the work back).
+    let driver: ConnectionDriver
+    let worker: WorkerLoop
+    private let context: ServingContext
+    private let counters: LoopCounters
+    private let logger: Logger
+    private let loopIndex: Int
 
-    init(
-        header: FrameHeader, body: [UInt8], caller: Caller, state: ServingState, logger: Logger, stats: StatsRegistry,
-        counters: LoopCounters, daemonVersion: String, connection: Connection
-    ) {
-        self.header = header
-        self.body = body
-        self.caller = caller
-        self.state = state
-        self.logger = logger
-        self.stats = stats
-        self.counters = counters
-        self.daemonVersion = daemonVersion
-        self.connection = connection
+    init(job: BatchJob, driver: ConnectionDriver, worker: WorkerLoop) {
+        self.job = job
+        self.driver = driver
+        self.worker = worker
+        context = worker.context
+        counters = worker.services.counters
+        logger = worker.logger
+        loopIndex = worker.index
     }
 
-    func run() {
-        var dispatcher = Dispatcher(logger: logger, stats: stats, counters: counters, daemonVersion: daemonVersion)
-        _ = body.withUnsafeBytes { raw in
-            dispatcher.handle(header, body: raw, caller: &caller, state: state, out: &reply)
+    /// On a pool thread: touches only the job and thread-safe shared state.
+    func runOnPool() {
+        job.run(context: context, counters: counters, logger: logger, loop: loopIndex)
+    }
+}
+
+/// Large batches waiting for a pool place, taken round-robin across connections so that one
+/// client's many batches queue behind other clients' rather than in front of them.
+struct BatchQueue {
+    private var waiting: [ObjectIdentifier: [BatchJob]] = [:]
+    private var turns: [ConnectionDriver] = []
+    private(set) var running = 0
+
+    mutating func append(_ job: BatchJob, for driver: ConnectionDriver) {
+        let key = ObjectIdentifier(driver)
+        if waiting[key] == nil {
+            waiting[key] = []
+            turns.append(driver)
         }
-        dispatcher.flushCounters()
+        waiting[key]!.append(job)
     }
 
-    func finish() {
-        counters.update { $0.inFlight -= 1 }
-        connection.worker.offloadFinished()
-        connection.deliverOffloaded(reply.bytes, refusals: caller.refusals)
+    /// The next batch to run (and counts it as running).
+    mutating func next() -> (BatchJob, ConnectionDriver)? {
+        guard !turns.isEmpty else { return nil }
+        let driver = turns.removeFirst()
+        let key = ObjectIdentifier(driver)
+        var jobs = waiting[key]!
+        let job = jobs.removeFirst()
+        if jobs.isEmpty {
+            waiting[key] = nil
+        } else {
+            waiting[key] = jobs
+            turns.append(driver)
+        }
+        running += 1
+        return (job, driver)
+    }
+
+    mutating func finished() {
+        running -= 1
+    }
+
+    /// A connection closed: its waiting batches will never run. Returns how many there were.
+    mutating func forget(_ driver: ConnectionDriver) -> Int {
+        let dropped = waiting.removeValue(forKey: ObjectIdentifier(driver))?.count ?? 0
+        if dropped > 0 { turns.removeAll { $0 === driver } }
+        return dropped
     }
 }

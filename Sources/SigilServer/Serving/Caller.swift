@@ -1,11 +1,23 @@
 import SigilCore
 import SigilPosix
 
-/// A connected client: its credentials (read once, at accept), the listener it came through,
-/// and the access rules that match it under the current configuration.
+/// A listener as connections know it: its position (for per-listener counters) and name.
+public struct ListenerID: Sendable, Equatable, Hashable {
+    public let index: Int
+    public let name: String
+
+    public init(index: Int, name: String) {
+        self.index = index
+        self.name = name
+    }
+}
+
+/// A connected client: its credentials (read once, at accept, and kept for the connection's
+/// life), the listener it came through, and the access rules that match it under the current
+/// configuration.
 struct Caller: Sendable {
     let credentials: PeerCredentials
-    let listener: String
+    let listener: ListenerID
     private(set) var generation: UInt64 = .max
     /// The rules matching this caller, in configuration order.
     private(set) var rules: [AccessRule] = []
@@ -13,53 +25,10 @@ struct Caller: Sendable {
     private var operationMask: UInt64 = 0
     /// The matching rules that grant SIGN_REQUEST: the hot path scans only these.
     private var signRequestRules: [AccessRule] = []
-    /// Refusals logged one per line on this connection. After a few, a flood of refusals is
-    /// logged as periodic summaries instead, so every refusal is still accounted for in the log
-    /// without letting one client fill the journal.
-    struct Refusals: Sendable {
-        var logged = 0
-        /// Refusals since the last summary line, by operation name (saturating).
-        var unlogged: [String: Int] = [:]
+    /// The listener's per-uid rate limit for signing operations, if it has one.
+    private(set) var rateLimit: RateLimit?
 
-        mutating func count(_ op: String) {
-            unlogged[op, default: 0] = Refusals.saturatingAdd(unlogged[op, default: 0], 1)
-        }
-
-        static func saturatingAdd(_ a: Int, _ b: Int) -> Int {
-            let (sum, overflow) = a.addingReportingOverflow(b)
-            return overflow ? Int.max : sum
-        }
-    }
-
-    var refusals = Refusals()
-
-    static let refusalsLoggedIndividually = 8
-
-    /// The summary line for refusals not yet logged, and resets them; nil when there are none.
-    mutating func takeRefusalSummary() -> String? {
-        guard !refusals.unlogged.isEmpty else { return nil }
-        let total = refusals.unlogged.values.reduce(0, Refusals.saturatingAdd)
-        let detail = refusals.unlogged.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
-        refusals.unlogged = [:]
-        return "refused \(total) more request(s) for \(identity): \(detail)"
-    }
-
-    /// A copy for an offloaded batch: same rules and logging state, no refusals of its own yet.
-    func forBatch() -> Caller {
-        var copy = self
-        copy.refusals.unlogged = [:]
-        return copy
-    }
-
-    /// Folds in what a batch's copy recorded (only its own refusals: see `forBatch`).
-    mutating func merge(_ batch: Refusals) {
-        refusals.logged = max(refusals.logged, batch.logged)
-        for (op, count) in batch.unlogged {
-            refusals.unlogged[op] = Refusals.saturatingAdd(refusals.unlogged[op, default: 0], count)
-        }
-    }
-
-    init(credentials: PeerCredentials, listener: String) {
+    init(credentials: PeerCredentials, listener: ListenerID) {
         self.credentials = credentials
         self.listener = listener
     }
@@ -68,7 +37,8 @@ struct Caller: Sendable {
     mutating func refresh(_ state: ServingState) {
         guard state.generation != generation else { return }
         generation = state.generation
-        rules = state.rules(forListener: listener).filter { $0.matches(credentials) }
+        rules = state.rules(forListener: listener.name).filter { $0.matches(credentials) }
+        rateLimit = state.rateLimit(forListener: listener.name)
         operationMask = 0
         for op in AccessRule.alwaysAllowed { operationMask |= 1 << UInt64(op.rawValue & 63) }
         for rule in rules {
@@ -102,9 +72,10 @@ struct Caller: Sendable {
         Opcode.allCases.filter { allows($0) }
     }
 
-    func grantedServers(_ keyring: Keyring) -> [String] {
-        keyring.serverNames.filter { name in rules.contains { !$0.operations.subtracting(AccessRule.alwaysAllowed).isEmpty && $0.allowsServer(name) } }
+    /// Whether HELLO lists `name`: some rule grants an operation beyond HELLO for it.
+    func mayUse(server name: String) -> Bool {
+        rules.contains { !$0.operations.subtracting(AccessRule.alwaysAllowed).isEmpty && $0.allowsServer(name) }
     }
 
-    var identity: String { "uid \(credentials.uid) gid \(credentials.gid) pid \(credentials.pid) on listener \(listener)" }
+    var identity: String { "uid \(credentials.uid) gid \(credentials.gid) pid \(credentials.pid) on listener \(listener.name)" }
 }

@@ -1,129 +1,173 @@
-import Synchronization
 import SigilCore
+import Synchronization
 
-/// Counters of one event loop. Each loop writes its own under an uncontended lock; STATS reads
-/// them all.
+/// Latency buckets of STATS' histograms, in microseconds (upper bounds; one more bucket above
+/// the last holds everything slower).
+enum LatencyBuckets {
+    static let bounds: [UInt64] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100_000, 250_000, 500_000, 1_000_000]
+    static var count: Int { bounds.count + 1 }
+
+    @inline(__always)
+    static func index(microseconds: UInt64) -> Int {
+        var low = 0
+        var high = bounds.count
+        while low < high {
+            let middle = (low + high) / 2
+            if microseconds <= bounds[middle] { high = middle } else { low = middle + 1 }
+        }
+        return low
+    }
+}
+
+extension Opcode {
+    /// Dense position among the known operations (0..<allCases.count), for per-operation tables.
+    var ordinal: Int {
+        switch self {
+        case .hello: return 0
+        case .ping: return 1
+        case .listKeys: return 2
+        case .signRequest: return 3
+        case .signJSON: return 4
+        case .signRaw: return 5
+        case .verify: return 6
+        case .verifyJSON: return 7
+        case .verifyRequest: return 8
+        case .keyDocument: return 9
+        case .stats: return 10
+        }
+    }
+}
+
+/// Per listener figures of one loop.
+struct ListenerFigures {
+    /// By opcode byte (unknown opcodes count too: their errors are real).
+    var requests = [UInt64](repeating: 0, count: 256)
+    var errors = [UInt64](repeating: 0, count: 256)
+    var denied: UInt64 = 0
+    var busy: UInt64 = 0
+    var rateLimited: UInt64 = 0
+    var connectionsOpen = 0
+    var connectionsTotal: UInt64 = 0
+
+    mutating func add(_ other: ListenerFigures) {
+        for i in 0..<256 {
+            requests[i] &+= other.requests[i]
+            errors[i] &+= other.errors[i]
+        }
+        denied &+= other.denied
+        busy &+= other.busy
+        rateLimited &+= other.rateLimited
+        connectionsOpen += other.connectionsOpen
+        connectionsTotal &+= other.connectionsTotal
+    }
+}
+
+/// Counters of one event loop. Each loop writes its own under an uncontended lock, once per turn
+/// (the dispatcher batches its counts); STATS reads them all.
 final class LoopCounters: Sendable {
     struct Values {
-        var requests = [UInt64](repeating: 0, count: 256)
-        var errors = [UInt64](repeating: 0, count: 256)
-        var denied: UInt64 = 0
-        var busy: UInt64 = 0
-        var connectionsOpen = 0
-        var connectionsTotal: UInt64 = 0
-        var connectionsClosedByLimit: UInt64 = 0
+        var listeners: [ListenerFigures]
+        /// Per operation ordinal: bucket counts (`LatencyBuckets`), their sum in µs, and count.
+        var latency: [[UInt64]]
+        var latencySum: [UInt64]
+        var latencyCount: [UInt64]
         var inFlight = 0
         var bytesIn: UInt64 = 0
         var bytesOut: UInt64 = 0
+        /// Connections closed to keep the buffered-memory budget.
+        var closedForMemory: UInt64 = 0
+        /// Connections closed for a timeout (frame, write or idle).
+        var closedForTimeout: UInt64 = 0
 
-        var allRequests: UInt64 { requests.reduce(0, +) }
+        init(listenerCount: Int) {
+            listeners = Array(repeating: ListenerFigures(), count: listenerCount)
+            latency = Array(repeating: Array(repeating: 0, count: LatencyBuckets.count), count: Opcode.allCases.count)
+            latencySum = Array(repeating: 0, count: Opcode.allCases.count)
+            latencyCount = Array(repeating: 0, count: Opcode.allCases.count)
+        }
+
+        var allRequests: UInt64 { listeners.reduce(0) { $0 &+ $1.requests.reduce(0, &+) } }
 
         mutating func add(_ other: Values) {
-            for i in 0..<requests.count {
-                requests[i] += other.requests[i]
-                errors[i] += other.errors[i]
+            for index in listeners.indices where index < other.listeners.count { listeners[index].add(other.listeners[index]) }
+            for op in latency.indices {
+                for bucket in latency[op].indices { latency[op][bucket] &+= other.latency[op][bucket] }
+                latencySum[op] &+= other.latencySum[op]
+                latencyCount[op] &+= other.latencyCount[op]
             }
-            denied += other.denied
-            busy += other.busy
-            connectionsOpen += other.connectionsOpen
-            connectionsTotal += other.connectionsTotal
-            connectionsClosedByLimit += other.connectionsClosedByLimit
             inFlight += other.inFlight
-            bytesIn += other.bytesIn
-            bytesOut += other.bytesOut
+            bytesIn &+= other.bytesIn
+            bytesOut &+= other.bytesOut
+            closedForMemory &+= other.closedForMemory
+            closedForTimeout &+= other.closedForTimeout
         }
     }
 
-    let values = Mutex(Values())
+    let values: Mutex<Values>
+
+    init(listenerCount: Int) {
+        values = Mutex(Values(listenerCount: listenerCount))
+    }
 
     func update(_ body: (inout Values) -> Void) {
         values.withLock { body(&$0) }
     }
 }
 
-/// Process-wide figures STATS reports, summed over loops.
+/// Process-wide figures STATS reports: the loops' counters summed, and what the acceptor and
+/// the reloader record.
 public final class StatsRegistry: Sendable {
     let loops: [LoopCounters]
+    let listenerNames: [String]
     let startedAt: UInt64
-    private let daemon = Mutex(DaemonCounters())
+    private let daemon: Mutex<DaemonCounters>
 
     struct DaemonCounters {
         var reloadsOK: UInt64 = 0
         var reloadsFailed: UInt64 = 0
+        /// Where the last failed reload failed: a location, never file contents.
         var lastReloadError: String?
-        var refusedConnections: UInt64 = 0
-    }
+        var lastReloadUnixMilliseconds: Int64 = 0
+        var lastReloadOK = true
+        /// Connections refused at accept, per listener.
+        var refusedConnections: [UInt64]
 
-    init(loopCount: Int, startedAt: UInt64) {
-        loops = (0..<loopCount).map { _ in LoopCounters() }
-        self.startedAt = startedAt
-    }
-
-    func recordReload(error: String?) {
-        daemon.withLock {
-            if let error {
-                $0.reloadsFailed += 1
-                $0.lastReloadError = error
-            } else {
-                $0.reloadsOK += 1
-            }
+        init(listenerCount: Int) {
+            refusedConnections = Array(repeating: 0, count: listenerCount)
         }
     }
 
-    func recordRefusedConnection() {
-        daemon.withLock { $0.refusedConnections += 1 }
+    init(loopCount: Int, listenerNames: [String], startedAt: UInt64) {
+        loops = (0..<loopCount).map { _ in LoopCounters(listenerCount: listenerNames.count) }
+        self.listenerNames = listenerNames
+        self.startedAt = startedAt
+        daemon = Mutex(DaemonCounters(listenerCount: listenerNames.count))
     }
 
+    func recordReload(ok: Bool, location: String?, at unixMilliseconds: Int64) {
+        daemon.withLock {
+            if ok {
+                $0.reloadsOK += 1
+            } else {
+                $0.reloadsFailed += 1
+                $0.lastReloadError = location
+            }
+            $0.lastReloadOK = ok
+            $0.lastReloadUnixMilliseconds = unixMilliseconds
+        }
+    }
+
+    func recordRefusedConnection(listener: Int) {
+        daemon.withLock { if listener < $0.refusedConnections.count { $0.refusedConnections[listener] += 1 } }
+    }
+
+    var daemonCounters: DaemonCounters { daemon.withLock { $0 } }
+
     func totals() -> LoopCounters.Values {
-        var totals = LoopCounters.Values()
+        var totals = LoopCounters.Values(listenerCount: listenerNames.count)
         for loop in loops {
             loop.values.withLock { totals.add($0) }
         }
         return totals
-    }
-
-    /// The STATS body: a JSON object an operator can read or scrape.
-    func json(state: ServingState, now: UInt64, rssBytes: Int?) -> [UInt8] {
-        let totals = totals()
-        let daemonCounters = daemon.withLock { $0 }
-        var requests = JSONObject()
-        for op in Opcode.allCases {
-            let count = totals.requests[Int(op.rawValue)]
-            let errors = totals.errors[Int(op.rawValue)]
-            requests[op.name] = ["count": .integer(Int64(count)), "errors": .integer(Int64(errors))]
-        }
-        var keys = JSONObject()
-        for server in state.keyring.servers {
-            keys[server.serverName] = [
-                "active": .array(server.activeKeys.map { .string($0.id.description) }),
-                "retired": .array(server.retiredKeys.map { .string($0.id.description) }),
-            ]
-        }
-        var root = JSONObject()
-        root["uptime_ms"] = .integer(Int64((now - startedAt) / 1_000_000))
-        root["connections"] = [
-            "open": .integer(Int64(totals.connectionsOpen)),
-            "total": .integer(Int64(totals.connectionsTotal)),
-            "refused": .integer(Int64(daemonCounters.refusedConnections)),
-        ]
-        root["in_flight"] = .integer(Int64(totals.inFlight))
-        root["requests"] = .object(requests)
-        root["requests_total"] = .integer(Int64(totals.allRequests))
-        root["denied"] = .integer(Int64(totals.denied))
-        root["busy"] = .integer(Int64(totals.busy))
-        root["bytes_in"] = .integer(Int64(totals.bytesIn))
-        root["bytes_out"] = .integer(Int64(totals.bytesOut))
-        root["keys"] = .object(keys)
-        root["key_count"] = .integer(Int64(state.keyring.keyCount))
-        root["memory_locked"] = .bool(state.keyring.isLocked)
-        root["config_generation"] = .integer(Int64(state.generation))
-        var reloads = JSONObject()
-        reloads["ok"] = .integer(Int64(daemonCounters.reloadsOK))
-        reloads["failed"] = .integer(Int64(daemonCounters.reloadsFailed))
-        if let last = daemonCounters.lastReloadError { reloads["last_error"] = .string(last) }
-        root["reloads"] = .object(reloads)
-        root["event_loops"] = .integer(Int64(loops.count))
-        if let rssBytes { root["rss_bytes"] = .integer(Int64(rssBytes)) }
-        return JSONValue.object(root).canonicalBytes
     }
 }

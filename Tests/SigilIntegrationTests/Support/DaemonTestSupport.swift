@@ -2,6 +2,7 @@ import Foundation
 import SigilClient
 import SigilCore
 import SigilPosix
+import SigilTestSupport
 import Synchronization
 import Testing
 
@@ -155,32 +156,7 @@ extension DaemonEndToEnd {
 
     /// Runs a command to completion like `run`, and also gives its process ID (to find it in logs).
     static func runReportingPID(_ executable: String, _ arguments: [String], input: String? = nil, timeout: Double = 20) throws -> (result: ProcessResult, pid: Int32) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        let inPipe = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = inPipe
-        try process.run()
-        let pid = process.processIdentifier
-        if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
-        try inPipe.fileHandleForWriting.close()
-        let outData = ReadAll(out.fileHandleForReading)
-        let errData = ReadAll(err.fileHandleForReading)
-        if waitForExit(process, timeout: timeout) == nil {
-            process.terminate()
-        }
-        process.waitUntilExit()
-        return (ProcessResult(status: process.terminationStatus, stdout: outData.wait(), stderr: errData.wait()), pid)
-    }
-
-    /// Waits for a process to exit; its status, or nil if it is still running after `timeout`.
-    static func waitForExit(_ process: Process, timeout: Double) -> Int32? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(5000) }
-        return process.isRunning ? nil : process.terminationStatus
+        let result = try run(executable, arguments, input: input, timeout: timeout)
+        return (result, result.pid)
     }
 }

@@ -1,36 +1,13 @@
-import Logging
-import SigilCore
 import SigilPosix
 import Synchronization
-
-/// What every loop shares: the current serving state (swapped whole on reload), statistics,
-/// the global connection count and the logger.
-final class ServingContext: Sendable {
-    private let current: Mutex<ServingState>
-    let stats: StatsRegistry
-    let openConnections = Atomic<Int>(0)
-    let daemonVersion: String
-    let logger: Logger
-
-    init(state: ServingState, stats: StatsRegistry, daemonVersion: String, logger: Logger) {
-        current = Mutex(state)
-        self.stats = stats
-        self.daemonVersion = daemonVersion
-        self.logger = logger
-    }
-
-    var state: ServingState { current.withLock { $0 } }
-
-    func replace(_ state: ServingState) {
-        current.withLock { $0 = state }
-    }
-}
 
 /// A connection accepted by the acceptor, on its way to a worker loop.
 struct IncomingConnection: Sendable {
     let fd: Int32
     let credentials: PeerCredentials
-    let listener: String
+    let listener: ListenerID
+    /// The limits it lives under, fixed at accept.
+    let limits: ConnectionLimits
 }
 
 /// How the acceptor talks to a worker loop.
@@ -68,8 +45,10 @@ final class WorkerMailbox: Sendable {
         self.waker.withLock { $0 = waker }
     }
 
-    /// Hands over a connection. If the worker is gone the descriptor is closed here.
-    func deliver(_ connection: IncomingConnection) {
+    /// Hands over a connection. If the worker is gone the descriptor is closed here, and false
+    /// returned (the caller releases what it counted for it).
+    @discardableResult
+    func deliver(_ connection: IncomingConnection) -> Bool {
         let accepted = inbox.withLock { inbox -> Bool in
             guard !inbox.closed else { return false }
             inbox.connections.append(connection)
@@ -80,6 +59,7 @@ final class WorkerMailbox: Sendable {
         } else {
             Posix.close(connection.fd)
         }
+        return accepted
     }
 
     /// Asks the worker to finish in-flight work and close its connections by `deadline`
