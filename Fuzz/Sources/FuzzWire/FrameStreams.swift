@@ -57,9 +57,10 @@ enum FrameStreams {
                     fuzzCheck(complete, "an error with hasCompleteFrame false")
                     switch error {
                     case .lengthTooSmall(let length): return (frames, .lengthTooSmall(length))
-                    case .tooLarge(let length, let limit, let requestID):
+                    case .tooLarge(let length, let limit, let header):
                         fuzzCheck(limit == maxLength && length > limit, "tooLarge \(length) for \(limit)")
-                        return (frames, .tooLarge(length: length, requestID: requestID))
+                        fuzzCheck(header.map { $0.length == length } ?? true, "tooLarge carries another frame's header")
+                        return (frames, .tooLarge(length: length, requestID: header?.requestID))
                     }
                 }
                 guard case .frame(let header, let range) = result else {

@@ -101,7 +101,8 @@ enum WireTarget: FuzzTarget {
         let key = PublicKey(base64: "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI")!
         let signature = Signature(base64: "UxgQZoKQVT7ekj4hjL7QlLRJwA7YaGP7mDBBXDITiGiVDxcGOep/LlSrlzfWGQ6GvgeMdydmBp2v9r+rHdKhDA")!
         let requests: [Request] = [
-            .hello(clientName: "mmr-worker"), .ping(payload: [1, 2, 3]), .listKeys, .stats,
+            .hello(clientName: "mmr-worker"), .hello(clientName: "pager", page: HelloPage(cursor: "example.org")), .ping(payload: [1, 2, 3]),
+            .listKeys(), .listKeys(cursor: ""), .listKeys(cursor: "example.org"), .stats,
             .signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/abc")),
             .signRequest(SignRequestParams(origin: "domain", destination: "example.org", method: "PUT", uri: "/x", content: Array(#"{"a":1}"#.utf8))),
             .signJSON(server: "domain", json: Array(#"{"a":1}"#.utf8)),
