@@ -42,8 +42,9 @@ public enum Grammar {
         !method.isEmpty && method.count <= 32 && method.allSatisfy(isTokenChar)
     }
 
-    /// A request target in origin form: `/` then visible ASCII.
+    /// A request target in origin form (RFC 9112): `/` then visible ASCII, and no fragment
+    /// (`#` is never sent).
     public static func isURI<C: Collection<UInt8>>(_ uri: C) -> Bool {
-        uri.first == UInt8(ascii: "/") && uri.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+        uri.first == UInt8(ascii: "/") && uri.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "#") }
     }
 }

@@ -35,7 +35,11 @@ enum WireTarget: FuzzTarget {
             request = try Request.decode(opcode, body: body)
         } catch {
             fuzzCheck(!error.message.isEmpty, "an empty error message")
-            if opcode == .signRequest { fuzzCheck((try? SignRequestFields(reading: body)) == nil, "SignRequestFields read what decode refused") }
+            // The daemon's own path reads the layout only; what decode refuses beyond that
+            // (invalid UTF-8) must then fail the fields' grammar.
+            if opcode == .signRequest, let fields = try? SignRequestFields(reading: body) {
+                fuzzCheck(fields.problem != nil, "the daemon's path would take a SIGN_REQUEST that decode refuses: \(error)")
+            }
             return
         }
         fuzzCheck(request.opcode == opcode, "decoded \(request.opcode) from \(opcode)")
@@ -45,6 +49,8 @@ enum WireTarget: FuzzTarget {
         if case .signRequest(let params) = request {
             let fields = try? SignRequestFields(reading: body)
             fuzzCheck(fields != nil, "SignRequestFields refused what decode read")
+            // Both paths judge the fields alike.
+            fuzzCheck(fields?.problem == expectedProblem(params), "the daemon's grammar check says \(String(describing: fields?.problem)), the spec's grammar \(String(describing: expectedProblem(params)))")
             if let fields {
                 fuzzCheck(fields.origin.elementsEqual(params.origin.utf8) && fields.uri.elementsEqual(params.uri.utf8), "the field views differ")
                 fuzzCheck(fields.content.map { Array($0) } == params.content, "content differs")
@@ -61,6 +67,15 @@ enum WireTarget: FuzzTarget {
         }
         fuzzCheck(header.opcode == opcode.rawValue && header.requestID == 0x0102_0304 && !header.isBatch && !header.isResponse, "frame header \(header)")
         fuzzCheck(decoder.buffer[range].elementsEqual(body), "frame body differs")
+    }
+
+    /// SIGN_REQUEST's field grammar, from the spec (FuzzSupport's Grammar), in request order.
+    static func expectedProblem(_ p: SignRequestParams) -> XMatrixRequestError? {
+        if !Grammar.isServerName(p.origin.utf8) { return .invalidOrigin }
+        if !Grammar.isServerName(p.destination.utf8) { return .invalidDestination }
+        if !Grammar.isMethod(p.method.utf8) { return .invalidMethod }
+        if !Grammar.isURI(p.uri.utf8) { return .invalidURI }
+        return nil
     }
 
     static func checkResponse(opcode raw: UInt8, body: UnsafeRawBufferPointer) {
