@@ -29,6 +29,13 @@ let deepUnsorted: [UInt8] = {
     let filler = String(repeating: "x", count: 1000)
     return Array((String(repeating: #"{"b":"\#(filler)","a":"#, count: 1000) + "0" + String(repeating: "}", count: 1000)).utf8)
 }()
+/// A `signatures` member of about 64 KiB (the default max_frame) whose keys come in descending
+/// order: the tree parser once inserted each at the front, moving all the others.
+let descendingKeys: [UInt8] = {
+    let members = (0..<5000).reversed().map { #""k\#(String($0 + 10000))":0"# }
+    return Array(("{" + members.joined(separator: ",") + "}").utf8)
+}()
+
 /// Explicit, so that the same documents are accepted with the old default (64) too.
 let deepLimits = JSONLimits(maxDepth: 1024, maxBytes: 1 << 20)
 
@@ -189,6 +196,12 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("json_tree_parse_free_deep_unsorted_1000_levels_1MB", configuration: deep) { benchmark in
         deepUnsorted.withUnsafeBytes { bytes in
             for _ in benchmark.scaledIterations { blackHole(try! JSONValue(parsing: bytes, limits: deepLimits)) }
+        }
+    }
+
+    Benchmark("json_tree_parse_descending_keys_64KiB", configuration: deep) { benchmark in
+        descendingKeys.withUnsafeBytes { bytes in
+            for _ in benchmark.scaledIterations { blackHole(try! JSONValue(parsing: bytes)) }
         }
     }
 
