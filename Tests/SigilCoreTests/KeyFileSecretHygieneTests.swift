@@ -115,4 +115,48 @@ struct KeyFileSecretHygieneTests {
             }
         }
     }
+
+    /// Found by the FuzzKeyFile fuzzer: END lines, block types and Key-ID values were echoed
+    /// whole up to 40 characters, so most of a seed pasted there (40 of 43 characters leave 18
+    /// bits to guess) showed in the error.
+    static let partialSeeds: [(String, String)] = [
+        ("most of a seed in the END line", BadKeys.mmr(BadKeys.mmrHeaders, end: "-----END \(pem.prefix(30))")),
+        ("most of a seed as the END line", BadKeys.mmr(BadKeys.mmrHeaders, end: "-----END MAT" + pem.prefix(28))),
+        ("most of a seed as the block type", "-----BEGIN \(pem.prefix(29))-----\n\(pem)\n-----END MMR PRIVATE KEY-----\n"),
+        ("most of a seed as Key-ID", BadKeys.mmr("Key-ID: \(synapse.prefix(40))\nVersion: 1\n")),
+        ("most of a seed after ed25519: in Key-ID, with a quote", BadKeys.mmr("Key-ID: ed25519:\(synapse.prefix(30))\"\nVersion: 1\n")),
+    ]
+
+    @Test("no error repeats more than 24 base64 characters of the file", arguments: partialSeeds)
+    func noPartialSeedInErrors(name: String, text: String) throws {
+        let thrown: (any Error)?
+        do {
+            _ = try KeyFile(fixture: text, path: "secret.key")
+            thrown = nil
+        } catch {
+            thrown = error
+        }
+        let error = try #require(thrown as? KeyFileError, "\(name) should fail to parse")
+        for seed in [Self.synapse, Self.pem] {
+            for start in 0...(seed.utf8.count - 25) {
+                let piece = String(seed.dropFirst(start).prefix(25))
+                #expect(!String(describing: error).contains(piece), "\(name): \(error)")
+                #expect(!String(reflecting: error).contains(piece), "\(name): \(String(reflecting: error))")
+            }
+        }
+    }
+
+    @Test("lines without a long base64 run are still echoed")
+    func ordinaryLinesStillEchoed() throws {
+        #expect(throws: KeyFileError(path: "<fixture>", line: 6, .mismatchedEnd(begin: "MMR PRIVATE KEY", end: "-----END MATRIX PRIVATE KEY-----"))) {
+            try KeyFile(fixture: BadKeys.mmr(BadKeys.mmrHeaders, end: "-----END MATRIX PRIVATE KEY-----"))
+        }
+        #expect(throws: KeyFileError(path: "<fixture>", line: 2, .keyIDNotEd25519("rsa:abcdefghijklmnopqrstuvwx"))) {
+            try KeyFile(fixture: BadKeys.mmr("Key-ID: rsa:abcdefghijklmnopqrstuvwx\nVersion: 1\n"))
+        }
+        // 25 base64 characters in a row are not repeated.
+        #expect(throws: KeyFileError(path: "<fixture>", line: 2, .keyIDNotEd25519(nil))) {
+            try KeyFile(fixture: BadKeys.mmr("Key-ID: rsa:abcdefghijklmnopqrstuvwxy\nVersion: 1\n"))
+        }
+    }
 }

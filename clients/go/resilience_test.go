@@ -399,3 +399,25 @@ func openConnections(t *testing.T, watcher *Client) int {
 	}
 	return stats.Connections.Open
 }
+
+// A connection the daemon refuses at accept (here: past max_connections_per_uid) gets one
+// frame saying why; the call fails with that status, not as an unavailable daemon.
+func TestRefusedConnectionGivesTheDaemonsReason(t *testing.T) {
+	d := startDaemon(t, daemonConfig{limits: "  max_connections_per_uid: 1\n"})
+	ctx := testContext(t, 30*time.Second)
+	first := New(d.socket(), Options{MaxConns: 1})
+	defer first.Close()
+	if err := first.Ping(ctx); err != nil {
+		t.Fatalf("first client: %v", err)
+	}
+	second := New(d.socket(), Options{MaxConns: 1})
+	defer second.Close()
+	err := second.Ping(ctx)
+	var status *StatusError
+	if !errors.As(err, &status) || status.Status != StatusBusy || !strings.Contains(status.Message, "max_connections_per_uid") {
+		t.Fatalf("second client, past the per-uid cap: %v", err)
+	}
+	if err := first.Ping(ctx); err != nil {
+		t.Fatalf("the first client must be unaffected: %v", err)
+	}
+}

@@ -17,10 +17,10 @@ const (
 	smallestMaxFrame = 1024
 	// The protocol's default max_frame, assumed when HELLO gives no answer.
 	defaultMaxFrame = 65536
-	// Replies are refused above this: max_frame is at most 16 MiB, and a batch reply may be
-	// larger than its request, but not by this much. It bounds what a broken daemon can make
-	// the client allocate.
-	maxReplyLength = 64 << 20
+	// Replies are refused above this: PROTOCOL.md bounds a reply by 4 x max_frame + 1 KiB x
+	// max_batch, which is at most 128 MiB with any configuration. It bounds what a broken daemon
+	// can make the client allocate.
+	maxReplyLength = 128 << 20
 )
 
 // encoder builds one request frame: the 12-byte header (completed by finish), then the body.

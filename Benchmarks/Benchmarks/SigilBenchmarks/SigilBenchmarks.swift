@@ -23,6 +23,22 @@ let xMatrixUnordered = Array(#"{"uri": "/_matrix/federation/v1/media/download/ab
 let eventJSON = Array(
     #"{"auth_events":["$a:domain","$b:domain"],"content":{"body":"Here is the message content, long enough to be typical","msgtype":"m.text"},"depth":12,"hashes":{"sha256":"onLKD1bGljeBWQhWZ1kaP9SorVmRQNdN5aM2JYU2n/g"},"origin":"domain","origin_server_ts":1000000,"prev_events":["$c:domain"],"room_id":"!r:domain","sender":"@u:domain","type":"m.room.message","unsigned":{"age_ts":1000000}}"#.utf8)
 
+/// 1,000 objects nested, each with its keys out of order around a 1,000-byte string (about
+/// 1 MB): every level is re-laid in key order, the worst case for the canonicaliser's cost.
+let deepUnsorted: [UInt8] = {
+    let filler = String(repeating: "x", count: 1000)
+    return Array((String(repeating: #"{"b":"\#(filler)","a":"#, count: 1000) + "0" + String(repeating: "}", count: 1000)).utf8)
+}()
+/// A `signatures` member of about 64 KiB (the default max_frame) whose keys come in descending
+/// order: the tree parser once inserted each at the front, moving all the others.
+let descendingKeys: [UInt8] = {
+    let members = (0..<5000).reversed().map { #""k\#(String($0 + 10000))":0"# }
+    return Array(("{" + members.joined(separator: ",") + "}").utf8)
+}()
+
+/// Explicit, so that the same documents are accepted with the old default (64) too.
+let deepLimits = JSONLimits(maxDepth: 1024, maxBytes: 1 << 20)
+
 /// A raw secret key in sodium_malloc memory for the baselines. Written once, then read-only
 /// pages: safe to share.
 struct RawKey: @unchecked Sendable {
@@ -160,6 +176,32 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("canonical_json_event_480_bytes") { benchmark in
         eventJSON.withUnsafeBytes { bytes in
             for _ in benchmark.scaledIterations { blackHole(try! CanonicalJSON.canonicalize(bytes)) }
+        }
+    }
+
+    // One document per iteration: each takes milliseconds. Their allocation counts move by a
+    // few dozen from run to run (how often the output buffers grow in place), hence the wider
+    // tolerance.
+    let deep = Benchmark.Configuration(
+        metrics: [.wallClock, .mallocCountTotal, .instructions], warmupIterations: 2, scalingFactor: .one,
+        maxDuration: .seconds(3), maxIterations: 200,
+        thresholds: [.mallocCountTotal: BenchmarkThresholds(relative: [.p90: 40.0], absolute: [.p90: 64])])
+
+    Benchmark("canonical_json_deep_unsorted_1000_levels_1MB", configuration: deep) { benchmark in
+        deepUnsorted.withUnsafeBytes { bytes in
+            for _ in benchmark.scaledIterations { blackHole(try! CanonicalJSON.canonicalize(bytes, limits: deepLimits)) }
+        }
+    }
+
+    Benchmark("json_tree_parse_free_deep_unsorted_1000_levels_1MB", configuration: deep) { benchmark in
+        deepUnsorted.withUnsafeBytes { bytes in
+            for _ in benchmark.scaledIterations { blackHole(try! JSONValue(parsing: bytes, limits: deepLimits)) }
+        }
+    }
+
+    Benchmark("json_tree_parse_descending_keys_64KiB", configuration: deep) { benchmark in
+        descendingKeys.withUnsafeBytes { bytes in
+            for _ in benchmark.scaledIterations { blackHole(try! JSONValue(parsing: bytes)) }
         }
     }
 

@@ -1,7 +1,11 @@
 /// Canonical JSON straight from bytes to bytes, in one pass, without building a tree.
 ///
-/// Members are written as they are read; an object whose keys arrive out of order is re-laid
-/// once when it closes. Already-canonical input (the common case) is copied with no re-layout.
+/// Members are written as they are read. An object whose keys arrive out of order is checked
+/// for duplicates when it closes and re-laid in key order once the whole document has been
+/// read, in a single pass over the output however deeply such objects nest, so the cost is
+/// linear in the document's size whatever its depth. Already-canonical input (the common case)
+/// is copied with no re-layout. Nothing recurses on the input's nesting: open containers wait
+/// on a heap stack, so the depth `JSONLimits` allows is safe on any thread's stack.
 public enum CanonicalJSON {
     /// The canonical form of a JSON text.
     public static func canonicalize(_ input: UnsafeRawBufferPointer, limits: JSONLimits = .default) throws(JSONError) -> [UInt8] {
@@ -89,11 +93,54 @@ private struct CanonicalWriter {
     var out: [UInt8] = []
     /// Decoded keys of the objects currently open, back to back.
     var keyBytes: [UInt8] = []
-    /// Members of the objects currently open: key range in `keyBytes`, member range in `out`, input offset.
-    var memberStack: [(key: Range<Int>, member: Range<Int>, valueStart: Int, offset: Int)] = []
+    /// The open containers, each followed by its members so far (objects) in input order. One
+    /// stack for both keeps the common document to the allocations it always needed.
+    var stack: [Entry] = []
+    /// Where in `stack` the innermost open container is; -1 when none is open.
+    var innermost = -1
+    var depth = 0
+    /// Objects whose keys came out of order, laid out in key order once the whole document has
+    /// been read: each a `.container` (its bytes in `out`, braces included) followed by its
+    /// members' ranges in key order.
+    var reorders: [Reorder] = []
     var stringScratch: [UInt8] = []
     var topLevel: [CanonicalObject.Member] = []
     var firstValueOffset = 0
+
+    struct Member {
+        /// The decoded key within `keyBytes`.
+        var key: Range<Int>
+        /// `"key":value` within `out`; until the value ends, `"key":`.
+        var member: Range<Int>
+        var valueStart: Int
+        /// The key's offset in the input, for errors.
+        var offset: Int
+    }
+
+    struct Container {
+        let isObject: Bool
+        /// Where its `{` or `[` is in `out`.
+        let start: Int
+        let keyBase: Int
+        /// The enclosing container's index in `stack`.
+        let parent: Int
+        var sorted = true
+    }
+
+    enum Entry {
+        case container(Container)
+        case member(Member)
+
+        var member: Member {
+            guard case .member(let member) = self else { preconditionFailure("not a member") }
+            return member
+        }
+    }
+
+    enum Reorder {
+        case object(Range<Int>, members: Int)
+        case member(Range<Int>)
+    }
 
     init(input: UnsafeRawBufferPointer, limits: JSONLimits, recordTopLevel: Bool) {
         scanner = JSONScanner(input)
@@ -108,141 +155,234 @@ private struct CanonicalWriter {
         if input.count >= 3, input[0] == 0xEF, input[1] == 0xBB, input[2] == 0xBF { throw JSONError(.byteOrderMark, at: 0) }
         scanner.skipWhitespace()
         firstValueOffset = scanner.position
-        try value(depth: 0)
+        try document()
         scanner.skipWhitespace()
         guard scanner.atEnd else { throw JSONError(.trailingData, at: scanner.position) }
+        if !reorders.isEmpty { applyReorders() }
     }
 
-    mutating func value(depth: Int) throws(JSONError) {
-        let byte = try scanner.peek()
-        switch byte {
-        case UInt8(ascii: "{"):
-            try object(depth: depth)
-        case UInt8(ascii: "["):
-            guard depth < limits.maxDepth else { throw JSONError(.tooDeep(limit: limits.maxDepth), at: scanner.position) }
-            scanner.position += 1
-            out.append(UInt8(ascii: "["))
-            if try scanner.peek() == UInt8(ascii: "]") {
+    var innermostIsObject: Bool {
+        guard case .container(let container) = stack[innermost] else { preconditionFailure("innermost is not a container") }
+        return container.isObject
+    }
+
+    /// Reads one value and everything inside it.
+    mutating func document() throws(JSONError) {
+        nextValue: while true {
+            let byte = try scanner.peek()
+            switch byte {
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                guard depth < limits.maxDepth else { throw JSONError(.tooDeep(limit: limits.maxDepth), at: scanner.position) }
                 scanner.position += 1
-                out.append(UInt8(ascii: "]"))
-                return
-            }
-            while true {
-                try value(depth: depth + 1)
-                let next = try scanner.peek()
-                scanner.position += 1
-                if next == UInt8(ascii: "]") {
-                    out.append(UInt8(ascii: "]"))
-                    return
+                let isObject = byte == UInt8(ascii: "{")
+                let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
+                out.append(byte)
+                if try scanner.peek() == close {
+                    scanner.position += 1
+                    out.append(close)
+                } else {
+                    // Room for a typical document's containers and members in one allocation
+                    // (growing one entry at a time from empty would take several).
+                    if stack.capacity == 0 { stack.reserveCapacity(16) }
+                    stack.append(.container(Container(isObject: isObject, start: out.count - 1, keyBase: keyBytes.count, parent: innermost)))
+                    innermost = stack.count - 1
+                    depth += 1
+                    if isObject { try readKey() }
+                    continue nextValue
                 }
-                guard next == UInt8(ascii: ",") else { throw JSONError(.unexpectedByte(next), at: scanner.position - 1) }
-                out.append(UInt8(ascii: ","))
+            case 0x22:
+                stringScratch.removeAll(keepingCapacity: true)
+                try scanner.string(into: &stringScratch)
+                stringScratch.withUnsafeBytes { CanonicalEncoding.appendString($0, to: &out) }
+            case UInt8(ascii: "t"):
+                try scanner.literal("true")
+                out.append(contentsOf: [0x74, 0x72, 0x75, 0x65])
+            case UInt8(ascii: "f"):
+                try scanner.literal("false")
+                out.append(contentsOf: [0x66, 0x61, 0x6C, 0x73, 0x65])
+            case UInt8(ascii: "n"):
+                try scanner.literal("null")
+                out.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])
+            case UInt8(ascii: "-"), 0x30...0x39:
+                CanonicalEncoding.appendInteger(try scanner.integer(), to: &out)
+            default:
+                throw JSONError(.unexpectedByte(byte), at: scanner.position)
             }
-        case 0x22:
-            stringScratch.removeAll(keepingCapacity: true)
-            try scanner.string(into: &stringScratch)
-            stringScratch.withUnsafeBytes { CanonicalEncoding.appendString($0, to: &out) }
-        case UInt8(ascii: "t"):
-            try scanner.literal("true")
-            out.append(contentsOf: [0x74, 0x72, 0x75, 0x65])
-        case UInt8(ascii: "f"):
-            try scanner.literal("false")
-            out.append(contentsOf: [0x66, 0x61, 0x6C, 0x73, 0x65])
-        case UInt8(ascii: "n"):
-            try scanner.literal("null")
-            out.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])
-        case UInt8(ascii: "-"), 0x30...0x39:
-            CanonicalEncoding.appendInteger(try scanner.integer(), to: &out)
-        default:
-            throw JSONError(.unexpectedByte(byte), at: scanner.position)
-        }
-    }
-
-    mutating func object(depth: Int) throws(JSONError) {
-        guard depth < limits.maxDepth else { throw JSONError(.tooDeep(limit: limits.maxDepth), at: scanner.position) }
-        scanner.position += 1
-        let objectStart = out.count
-        out.append(UInt8(ascii: "{"))
-        let stackBase = memberStack.count
-        let keyBase = keyBytes.count
-        defer {
-            memberStack.removeSubrange(stackBase...)
-            keyBytes.removeSubrange(keyBase...)
-        }
-        if try scanner.peek() == UInt8(ascii: "}") {
-            scanner.position += 1
-            out.append(UInt8(ascii: "}"))
+            // A whole value: close every container that ends with it.
+            while innermost >= 0 {
+                if innermostIsObject {
+                    // The member this value belongs to is on top of the stack: it ends here.
+                    var member = stack[stack.count - 1].member
+                    member.member = member.member.lowerBound..<out.count
+                    stack[stack.count - 1] = .member(member)
+                    let next = try scanner.peek()
+                    scanner.position += 1
+                    if next == UInt8(ascii: ",") {
+                        out.append(UInt8(ascii: ","))
+                        try readKey()
+                        continue nextValue
+                    }
+                    guard next == UInt8(ascii: "}") else { throw JSONError(.unexpectedByte(next), at: scanner.position - 1) }
+                    out.append(UInt8(ascii: "}"))
+                    try closeObject()
+                } else {
+                    let next = try scanner.peek()
+                    scanner.position += 1
+                    if next == UInt8(ascii: ",") {
+                        out.append(UInt8(ascii: ","))
+                        continue nextValue
+                    }
+                    guard next == UInt8(ascii: "]") else { throw JSONError(.unexpectedByte(next), at: scanner.position - 1) }
+                    out.append(UInt8(ascii: "]"))
+                    close()
+                }
+            }
             return
         }
-        var sorted = true
-        while true {
-            guard try scanner.peek() == 0x22 else {
-                throw JSONError(.unexpectedByte(scanner.input[scanner.position]), at: scanner.position)
-            }
-            let keyOffset = scanner.position
-            let keyStart = keyBytes.count
-            try scanner.string(into: &keyBytes)
-            let keyRange = keyStart..<keyBytes.count
-            if memberStack.count > stackBase {
-                let previous = memberStack[memberStack.count - 1].key
-                switch compareKeys(previous, keyRange) {
-                case .orderedSame: throw JSONError(.duplicateKey(echoing: keyBytes[keyRange]), at: keyOffset)
-                case .orderedDescending: sorted = false
-                case .orderedAscending: break
-                }
-            }
-            let memberStart = out.count
-            keyBytes.withUnsafeBytes { CanonicalEncoding.appendString(UnsafeRawBufferPointer(rebasing: $0[keyRange]), to: &out) }
-            try scanner.expect(UInt8(ascii: ":"))
-            out.append(UInt8(ascii: ":"))
-            let valueStart = out.count
-            try value(depth: depth + 1)
-            memberStack.append((keyRange, memberStart..<out.count, valueStart, keyOffset))
-            let next = try scanner.peek()
-            scanner.position += 1
-            if next == UInt8(ascii: "}") { break }
-            guard next == UInt8(ascii: ",") else { throw JSONError(.unexpectedByte(next), at: scanner.position - 1) }
-            out.append(UInt8(ascii: ","))
-        }
-        out.append(UInt8(ascii: "}"))
-        if !sorted { try relayout(objectStart: objectStart, stackBase: stackBase) }
-        if depth == 0 && recordTopLevel {
-            topLevel = memberStack[stackBase...].map { entry in
-                CanonicalObject.Member(key: keyString(entry.key), range: entry.member, valueRange: entry.valueStart..<entry.member.upperBound)
-            }
-        }
     }
 
-    /// Rewrites the object at `objectStart` with its members in key order.
-    ///
-    /// Touches only this object's entries, `memberStack[stackBase...]`, in place: copying the
-    /// whole stack (which holds the members of every enclosing object read so far) would make a
-    /// document of many small unsorted objects quadratic.
-    mutating func relayout(objectStart: Int, stackBase: Int) throws(JSONError) {
-        // This object's entries, sorted by key. `keyBytes` is only read while sorting, so
-        // borrowing it through `self` copies nothing.
-        var entries = Array(memberStack[stackBase...])
-        entries.sort { a, b in
-            keyBytes[a.key].lexicographicallyPrecedes(keyBytes[b.key])
+    /// Reads and writes `"key":` for the innermost open object, and pushes its member.
+    mutating func readKey() throws(JSONError) {
+        guard try scanner.peek() == 0x22 else {
+            throw JSONError(.unexpectedByte(scanner.input[scanner.position]), at: scanner.position)
         }
-        for i in 1..<entries.count where compareKeys(entries[i - 1].key, entries[i].key) == .orderedSame {
-            let later = max(entries[i - 1].offset, entries[i].offset)
-            throw JSONError(.duplicateKey(echoing: keyBytes[entries[i].key]), at: later)
+        let keyOffset = scanner.position
+        let keyStart = keyBytes.count
+        try scanner.string(into: &keyBytes)
+        let keyRange = keyStart..<keyBytes.count
+        if stack.count - 1 > innermost {
+            switch compareKeys(stack[stack.count - 1].member.key, keyRange) {
+            case .orderedSame: throw JSONError(.duplicateKey(echoing: keyBytes[keyRange]), at: keyOffset)
+            case .orderedDescending:
+                guard case .container(var container) = stack[innermost] else { preconditionFailure("innermost is not a container") }
+                container.sorted = false
+                stack[innermost] = .container(container)
+            case .orderedAscending: break
+            }
         }
-        let original = Array(out[objectStart...])
-        out.removeSubrange(objectStart...)
-        out.append(UInt8(ascii: "{"))
-        for (position, entry) in entries.enumerated() {
-            if position > 0 { out.append(UInt8(ascii: ",")) }
-            let newStart = out.count
-            out.append(contentsOf: original[(entry.member.lowerBound - objectStart)..<(entry.member.upperBound - objectStart)])
-            let shift = newStart - entry.member.lowerBound
-            memberStack[stackBase + position] = (entry.key, newStart..<out.count, entry.valueStart + shift, entry.offset)
+        let memberStart = out.count
+        keyBytes.withUnsafeBytes { CanonicalEncoding.appendString(UnsafeRawBufferPointer(rebasing: $0[keyRange]), to: &out) }
+        try scanner.expect(UInt8(ascii: ":"))
+        out.append(UInt8(ascii: ":"))
+        stack.append(.member(Member(key: keyRange, member: memberStart..<out.count, valueStart: out.count, offset: keyOffset)))
+    }
+
+    /// Pops the innermost container and its members.
+    mutating func close() {
+        guard case .container(let container) = stack[innermost] else { preconditionFailure("innermost is not a container") }
+        stack.removeSubrange(innermost...)
+        keyBytes.removeSubrange(container.keyBase...)
+        innermost = container.parent
+        depth -= 1
+    }
+
+    /// The innermost open object has just been written, `}` included.
+    mutating func closeObject() throws(JSONError) {
+        guard case .container(let object) = stack[innermost] else { preconditionFailure("innermost is not a container") }
+        let members = (innermost + 1)..<stack.count
+        if !object.sorted {
+            // By key, then by position, so that a duplicate is reported at the second
+            // occurrence of the smallest duplicated key (as JSONTreeParser does). In place: the
+            // members are popped below anyway.
+            let keys = keyBytes  // shares the buffer; `stack` alone is being sorted
+            stack.withUnsafeMutableBufferPointer { entries in
+                entries[members].sort { a, b in
+                    let x = a.member
+                    let y = b.member
+                    switch Self.compareKeys(x.key, y.key, in: keys) {
+                    case .orderedAscending: return true
+                    case .orderedDescending: return false
+                    case .orderedSame: return x.offset < y.offset
+                    }
+                }
+            }
+            for i in members.dropFirst() where compareKeys(stack[i - 1].member.key, stack[i].member.key) == .orderedSame {
+                throw JSONError(.duplicateKey(echoing: keyBytes[stack[i].member.key]), at: stack[i].member.offset)
+            }
+            if reorders.capacity == 0 { reorders.reserveCapacity(max(16, members.count + 1)) }
+            reorders.append(.object(object.start..<out.count, members: members.count))
+            for i in members { reorders.append(.member(stack[i].member.member)) }
         }
-        out.append(UInt8(ascii: "}"))
+        if object.parent < 0 && recordTopLevel {
+            // Where each member will be once laid out in key order: the lengths do not change.
+            var at = object.start + 1
+            topLevel = stack[members].map { entry in
+                let member = entry.member
+                let range = at..<(at + member.member.count)
+                at = range.upperBound + 1
+                let valueStart = range.lowerBound + (member.valueStart - member.member.lowerBound)
+                return CanonicalObject.Member(key: keyString(member.key), range: range, valueRange: valueStart..<range.upperBound)
+            }
+        }
+        close()
+    }
+
+    /// Writes the document again with every reordered object's members in key order, copying
+    /// each byte once however the reordered objects nest.
+    mutating func applyReorders() {
+        var result: [UInt8] = []
+        result.reserveCapacity(out.count)
+        if case .object(let object, let count) = reorders[0], count == reorders.count - 1 {
+            // One reordered object (the usual case): nothing inside it moves.
+            result.append(contentsOf: out[..<object.lowerBound])
+            for index in 1...count {
+                result.append(index == 1 ? UInt8(ascii: "{") : UInt8(ascii: ","))
+                guard case .member(let range) = reorders[index] else { preconditionFailure("a reorder's members follow it") }
+                result.append(contentsOf: out[range])
+            }
+            result.append(UInt8(ascii: "}"))
+            result.append(contentsOf: out[object.upperBound...])
+            out = result
+            return
+        }
+        // Where each reordered object's entry is, by the object's start.
+        var starts: [Int] = []
+        for index in reorders.indices { if case .object = reorders[index] { starts.append(index) } }
+        starts.sort { reorders[$0].objectRange.lowerBound < reorders[$1].objectRange.lowerBound }
+        enum Task {
+            case copy(Range<Int>)
+            /// The member after `member` of the reorder whose entry is at `entry`.
+            case member(entry: Int, member: Int)
+        }
+        var tasks: [Task] = [.copy(0..<out.count)]
+        while let task = tasks.popLast() {
+            switch task {
+            case .copy(let range):
+                // The first reordered object starting within `range`: the outermost there.
+                var low = 0
+                var high = starts.count
+                while low < high {
+                    let mid = (low + high) / 2
+                    if reorders[starts[mid]].objectRange.lowerBound < range.lowerBound { low = mid + 1 } else { high = mid }
+                }
+                if low < starts.count, reorders[starts[low]].objectRange.lowerBound < range.upperBound {
+                    let object = reorders[starts[low]].objectRange
+                    result.append(contentsOf: out[range.lowerBound..<object.lowerBound])
+                    tasks.append(.copy(object.upperBound..<range.upperBound))
+                    tasks.append(.member(entry: starts[low], member: 0))
+                } else {
+                    result.append(contentsOf: out[range])
+                }
+            case .member(let entry, let member):
+                guard case .object(_, let count) = reorders[entry] else { preconditionFailure("not a reordered object") }
+                if member == count {
+                    result.append(UInt8(ascii: "}"))
+                    continue
+                }
+                result.append(member == 0 ? UInt8(ascii: "{") : UInt8(ascii: ","))
+                tasks.append(.member(entry: entry, member: member + 1))
+                guard case .member(let range) = reorders[entry + 1 + member] else { preconditionFailure("a reorder's members follow it") }
+                tasks.append(.copy(range))
+            }
+        }
+        out = result
     }
 
     func compareKeys(_ a: Range<Int>, _ b: Range<Int>) -> Ordering {
+        Self.compareKeys(a, b, in: keyBytes)
+    }
+
+    static func compareKeys(_ a: Range<Int>, _ b: Range<Int>, in keyBytes: [UInt8]) -> Ordering {
         let x = keyBytes[a]
         let y = keyBytes[b]
         if x.elementsEqual(y) { return .orderedSame }
@@ -254,4 +394,11 @@ private struct CanonicalWriter {
     }
 
     enum Ordering { case orderedAscending, orderedSame, orderedDescending }
+}
+
+extension CanonicalWriter.Reorder {
+    var objectRange: Range<Int> {
+        guard case .object(let range, _) = self else { preconditionFailure("not a reordered object") }
+        return range
+    }
 }

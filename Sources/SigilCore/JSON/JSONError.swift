@@ -84,10 +84,23 @@ extension JSONError.Kind {
 
 /// Bounds on what the parser accepts, so a hostile document costs bounded time and memory.
 public struct JSONLimits: Sendable, Equatable {
+    /// The deepest nesting of arrays and objects accepted; one more is refused (`tooDeep`) at
+    /// the offset of the bracket that opens it.
+    ///
+    /// The default, 1,024, is above what homeservers accept and sign: Synapse's Python `json`
+    /// stops near 1,000 levels (the interpreter's recursion limit), Ruma's serde_json at 128,
+    /// so a signing sidecar never refuses what they produce. Go's encoding/json goes to 10,000;
+    /// deployments signing for Go servers can raise the limit within `supportedDepths`.
     public var maxDepth: Int
     public var maxBytes: Int
 
-    public init(maxDepth: Int = 64, maxBytes: Int = 1 << 20) {
+    /// The depths `maxDepth` may be configured to. Parsing, canonicalising, comparing and
+    /// freeing keep their per-level state on the heap (under 100 bytes a level, so at most about
+    /// 6 MiB at the top of the range), never on the thread's stack, and the work is linear in the
+    /// document's size at any depth.
+    public static let supportedDepths: ClosedRange<Int> = 1...65_536
+
+    public init(maxDepth: Int = 1024, maxBytes: Int = 1 << 20) {
         self.maxDepth = maxDepth
         self.maxBytes = maxBytes
     }

@@ -97,7 +97,25 @@ extension String {
 /// Text from a key file that is safe to echo in an error: short and identifier-like, so it
 /// cannot be a base64 seed (43+ characters).
 func echoable(_ bytes: UnsafeRawBufferPointer) -> String? {
-    guard bytes.count > 0, bytes.count <= 24 else { return nil }
+    guard bytes.count > 0, bytes.count <= echoedBase64Run else { return nil }
     guard bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// The most base64 characters in a row an error may repeat from a key file: 24 of a seed's 43
+/// leave 114 bits unknown, while an echo of 40 would leave a brute-forceable 18.
+let echoedBase64Run = 24
+
+/// Longer text from a key file (a PEM block type, an END line, a Key-ID value) that is safe to
+/// echo: printable ASCII, at most 40 bytes, holding no more than `echoedBase64Run` base64
+/// characters in a row, so that neither a seed nor most of one can show.
+func echoableLine(_ bytes: UnsafeRawBufferPointer) -> String? {
+    guard bytes.count <= 40, bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
+    var run = 0
+    for byte in bytes {
+        let isBase64 = (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2B || byte == 0x2F || byte == 0x3D
+        run = isBase64 ? run + 1 : 0
+        guard run <= echoedBase64Run else { return nil }
+    }
     return String(decoding: bytes, as: UTF8.self)
 }

@@ -171,9 +171,7 @@ struct KeyFileParser {
     }
 
     private func echoableType(_ range: Range<Int>) -> String? {
-        let text = slice(range)
-        guard text.count <= 40, text.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
-        return String(decoding: text, as: UTF8.self)
+        echoableLine(slice(range))
     }
 
     /// Parses one block starting at its BEGIN line; returns the entry and the index after END.

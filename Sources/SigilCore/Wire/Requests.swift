@@ -253,6 +253,12 @@ public enum Request: Sendable, Equatable {
             request = .stats
         case .signRequest:
             let fields = try SignRequestFields(reading: body)
+            // SignRequestFields leaves UTF-8 to the grammar check; a String made here must not
+            // quietly replace what it cannot decode (found by FuzzWire).
+            for (name, field) in [("origin", fields.origin), ("destination", fields.destination), ("method", fields.method), ("uri", fields.uri)]
+            where !UTF8Validation.isValid(field) {
+                throw WireError("\(name) is not valid UTF-8")
+            }
             return .signRequest(
                 SignRequestParams(
                     origin: String(decoding: fields.origin, as: UTF8.self), destination: String(decoding: fields.destination, as: UTF8.self),

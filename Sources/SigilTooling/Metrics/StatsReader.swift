@@ -45,7 +45,7 @@ struct StatsReader {
             problems.append("STATS field \(path)\(key): expected an array, found \(kind(value))")
             return nil
         }
-        return items
+        return items.values
     }
 
     /// The members of an object whose values are all objects (operations, listeners, servers);

@@ -1,0 +1,40 @@
+import Testing
+
+@testable import SigilCore
+
+@Suite("Wire: request decoding")
+struct RequestDecodingTests {
+    static func signRequestBody(uri: [UInt8]) -> [UInt8] {
+        var w = WireWriter()
+        w.string("domain")
+        w.string("example.org")
+        w.string("GET")
+        w.u16(UInt16(uri.count))
+        w.fixed(uri)
+        w.bytesField([UInt8]())
+        return w.bytes
+    }
+
+    /// Found by FuzzWire: SIGN_REQUEST's fields were made into Strings with invalid UTF-8
+    /// replaced by U+FFFD, so the request decoded was not the one sent (and did not encode back
+    /// to its bytes). Every other string field refuses invalid UTF-8; these do too now.
+    @Test("SIGN_REQUEST with invalid UTF-8 in a field is refused, not repaired")
+    func invalidUTF8Refused() throws {
+        let body = Self.signRequestBody(uri: Array("/_matrix/f".utf8) + [0xF2, 0x02] + Array("x".utf8))
+        #expect(throws: WireError("uri is not valid UTF-8")) {
+            try body.withUnsafeBytes { try Request.decode(.signRequest, body: $0) }
+        }
+        // The daemon's own path reads the same body and refuses it by the field's grammar.
+        let problem = try body.withUnsafeBytes { try SignRequestFields(reading: $0).problem }
+        #expect(problem == .invalidURI)
+    }
+
+    @Test("what SIGN_REQUEST decodes encodes back to the same bytes")
+    func roundTrip() throws {
+        let body = Self.signRequestBody(uri: Array("/_matrix/federation/v1/media/download/abc".utf8))
+        let request = try body.withUnsafeBytes { try Request.decode(.signRequest, body: $0) }
+        var w = WireWriter()
+        request.encodeBody(into: &w)
+        #expect(w.bytes == body)
+    }
+}
