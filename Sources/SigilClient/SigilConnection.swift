@@ -97,7 +97,7 @@ public final class SigilConnection: Sendable {
 
     private func sendFrame(_ requests: [Request], batch: Bool, timeout: Double?) throws(SigilClientError) -> [Result<Response, WireFailure>] {
         let semaphore = DispatchSemaphore(value: 0)
-        let box = Mutex<Result<[Result<Response, WireFailure>], SigilClientError>?>(nil)
+        let box = Locked<Result<[Result<Response, WireFailure>], SigilClientError>?>(nil)
         let id = core.submit(requests, batch: batch) { result in
             box.withLock { $0 = result }
             semaphore.signal()
@@ -242,9 +242,9 @@ private final class Core: Sendable {
 
     let fd: Int32
     let maxResponseLength: UInt32
-    let state = Mutex(State())
+    let state = Locked(State())
     /// Held while writing a frame, and while closing the descriptor.
-    let writeLock = Mutex(())
+    let writeLock = Locked(())
     let nextID = Atomic<UInt32>(1)
 
     init(fd: Int32, maxResponseLength: UInt32) {

@@ -2,7 +2,6 @@ import SigilCore
 import SigilPosix
 @testable import SigilServer
 import SigilTestSupport
-import Synchronization
 import Testing
 
 /// The connection engine with no process and no socket: frames in, the bytes a connection would
