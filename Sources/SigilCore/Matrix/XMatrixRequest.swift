@@ -115,17 +115,50 @@ enum XMatrixFields {
     }
 
     /// A request target as sent: origin-form, visible ASCII only, no fragment.
+    ///
+    /// Eight bytes at a time: this check runs on every SIGN_REQUEST, and byte by byte it cost more
+    /// instructions than the rest of the request's parsing (scripts/bench-instructions).
     static func isURI(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard bytes.first == UInt8(ascii: "/") else { return false }
-        for byte in bytes where byte <= 0x20 || byte >= 0x7F || byte == UInt8(ascii: "#") { return false }
+        let count = bytes.count
+        var offset = 0
+        while count - offset >= 8 {
+            if hasURIOutsider(bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) { return false }
+            offset += 8
+        }
+        while offset < count {
+            if !isURIByte(bytes[offset]) { return false }
+            offset += 1
+        }
         return true
+    }
+
+    /// Visible ASCII other than `#`.
+    @inline(__always)
+    static func isURIByte(_ byte: UInt8) -> Bool {
+        byte > 0x20 && byte < 0x7F && byte != UInt8(ascii: "#")
+    }
+
+    /// Whether any of the eight bytes in `word` is not a URI byte (`isURIByte`), with the
+    /// bit tricks of "Bit Twiddling Hacks" (Sean Eron Anderson), each exact as an "any byte"
+    /// test: a byte below 0x21, a byte above 0x7E, or a byte equal to `#`. Byte order does not
+    /// matter, since only "any" is asked.
+    @inline(__always)
+    static func hasURIOutsider(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let below = (word &- ones &* 0x21) & ~word & highs
+        let above = ((word &+ ones &* (127 - 0x7E)) | word) & highs
+        let hashes = word ^ (ones &* UInt64(UInt8(ascii: "#")))
+        let hash = (hashes &- ones) & ~hashes & highs
+        return below | above | hash != 0
     }
 
     /// The first of the four fields that breaks its grammar, in request order.
     static func problem(
-        origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer
+        origin: UnsafeRawBufferPointer?, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer
     ) -> XMatrixRequestError? {
-        if !isServerName(origin) { return .invalidOrigin }
+        if let origin, !isServerName(origin) { return .invalidOrigin }
         if !isServerName(destination) { return .invalidDestination }
         if !isMethod(method) { return .invalidMethod }
         if !isURI(uri) { return .invalidURI }

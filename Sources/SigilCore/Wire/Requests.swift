@@ -41,8 +41,12 @@ public struct SignRequestFields {
     /// The first field that breaks its grammar (docs/PROTOCOL.md, SIGN_REQUEST), or nil: origin
     /// and destination are server names, method an HTTP token, uri an origin-form request target
     /// of visible ASCII with no fragment. (The content is checked when it is canonicalised.)
-    public var problem: XMatrixRequestError? {
-        XMatrixFields.problem(origin: origin, destination: destination, method: method, uri: uri)
+    public var problem: XMatrixRequestError? { problem(originKnown: false) }
+
+    /// The same, for an origin already found among the keyring's server names, which were
+    /// checked against the grammar when they were loaded.
+    public func problem(originKnown: Bool) -> XMatrixRequestError? {
+        XMatrixFields.problem(origin: originKnown ? nil : origin, destination: destination, method: method, uri: uri)
     }
 }
 

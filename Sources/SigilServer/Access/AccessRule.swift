@@ -42,11 +42,13 @@ public struct AccessRule: Sendable, Equatable {
         (uid == nil || uid == caller.uid) && (gid.map(caller.isMember(of:)) ?? true)
     }
 
+    @inline(__always)
     public func allowsServer(_ name: String) -> Bool {
         servers?.matches(name) ?? true
     }
 
     /// Whether a SIGN_REQUEST's method and uri fall within this rule's limits.
+    @inline(__always)
     func allowsRequest(method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer) -> Bool {
         if let methods, !methods.contains(where: { $0.utf8.elementsEqual(method) }) { return false }
         if let uriPrefixes { return URIPolicy.matches(uri, prefixes: uriPrefixes) }

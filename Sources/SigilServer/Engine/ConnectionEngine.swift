@@ -69,7 +69,9 @@ final class ConnectionEngine {
         static let shutdownWrite = Actions(rawValue: 16)
     }
 
-    unowned let services: LoopServices
+    /// Strong: the services hold no engine, so there is no cycle, and an `unowned` reference
+    /// cost an atomic retain and release on every use, several per frame.
+    let services: LoopServices
     let limits: ConnectionLimits
     @exclusivity(unchecked) var caller: Caller
     @exclusivity(unchecked) private(set) var decoder: FrameDecoder
@@ -92,8 +94,9 @@ final class ConnectionEngine {
     private var jobs: [BatchJob] = []
     /// Bytes reported to the memory ledger (a multiple of its quantum).
     var chargedBytes = 0
-    /// Batch item ranges of the frame being handled (reused).
-    private var items: [Range<Int>] = []
+    /// Batch item ranges of the frame being handled (reused). Unchecked: only `handle` passes it
+    /// inout, and a dynamic exclusivity check on every frame cost more than the rest of it.
+    @exclusivity(unchecked) private var items: [Range<Int>] = []
     /// While lingering: since when, and how much was dropped.
     private var lingerSince: UInt64 = 0
     private var discarded = 0
@@ -281,6 +284,8 @@ final class ConnectionEngine {
         let state = services.state
         caller.refresh(state)
         var handled = 0
+        // One clock reading per frame: a frame's end is the next one's start.
+        var mark = services.clock()
         while handled < limits.framesPerTurn {
             let next: FrameDecoder.Next
             do {
@@ -291,7 +296,7 @@ final class ConnectionEngine {
             }
             guard case .frame(let header, let bodyRange) = next else { break }
             handled += 1
-            handle(header, bodyRange, state: state, actions: &actions)
+            handle(header, bodyRange, state: state, since: &mark, actions: &actions)
         }
         services.dispatcher.flushCounters()
         if decoder.hasPartialFrame && phase == .open {
@@ -319,11 +324,17 @@ final class ConnectionEngine {
         return actions
     }
 
-    private func handle(_ header: FrameHeader, _ bodyRange: Range<Int>, state: ServingState, actions: inout Actions) {
-        let takenAt = services.clock()
+    /// `since`: when this frame's handling started (the previous frame's end); moved to this
+    /// frame's end when its latency is recorded.
+    private func handle(_ header: FrameHeader, _ bodyRange: Range<Int>, state: ServingState, since: inout UInt64, actions: inout Actions) {
+        let takenAt = since
         decoder.buffer.withUnsafeBytes { raw in
             let body = UnsafeRawBufferPointer(rebasing: raw[bodyRange])
-            let verdict = FrameCheck.check(header, body: body, caller: caller, maxBatchItems: limits.maxBatchItems, items: &items)
+            // The operations as a bit mask and the identity only when refused: passing the whole
+            // Caller would copy it (and retain its rules) for every frame.
+            let verdict = FrameCheck.check(
+                header, body: body, operations: caller.operations, identity: self.caller.identity, maxBatchItems: limits.maxBatchItems,
+                items: &items)
             switch verdict {
             case .refused(let status, let message):
                 if status == .denied, let op = Opcode(rawValue: header.opcode) {
@@ -333,7 +344,8 @@ final class ConnectionEngine {
             case .single(let op):
                 if op.isSigning, !takeRateTokens(1, header: header, op: op, state: state) { return }
                 services.dispatcher.single(op, frame: header, body: body, caller: &caller, state: state, limits: limits, out: &output)
-                services.dispatcher.recordLatency(op, nanoseconds: services.clock() &- takenAt)
+                since = services.clock()
+                services.dispatcher.recordLatency(op, nanoseconds: since &- takenAt)
             case .batch(let op, let count):
                 let large = count >= limits.offloadBatchItems
                 if large && inFlight >= limits.maxInFlight {
@@ -353,7 +365,8 @@ final class ConnectionEngine {
                     actions.insert(.offload)
                 } else {
                     services.dispatcher.batch(op, frame: header, body: body, items: items, caller: &caller, state: state, limits: limits, out: &output)
-                    services.dispatcher.recordLatency(op, nanoseconds: services.clock() &- takenAt)
+                    since = services.clock()
+                    services.dispatcher.recordLatency(op, nanoseconds: since &- takenAt)
                 }
             }
         }

@@ -15,8 +15,8 @@ enum FrameCheck {
     /// the caller may use the operation at all, and for a batch frame whether the operation takes
     /// batches, the item count (1 to `max_batch`) and the item layout.
     static func check(
-        _ header: FrameHeader, body: UnsafeRawBufferPointer, caller: borrowing Caller, maxBatchItems: Int,
-        items: inout [Range<Int>]
+        _ header: FrameHeader, body: UnsafeRawBufferPointer, operations: Caller.Operations, identity: @autoclosure () -> String,
+        maxBatchItems: Int, items: inout [Range<Int>]
     ) -> FrameVerdict {
         guard header.version == Wire.version else {
             return .refused(.unsupportedVersion, "protocol version \(header.version) is not supported; this daemon speaks version \(Wire.version)")
@@ -28,7 +28,7 @@ enum FrameCheck {
         guard let op = Opcode(rawValue: header.opcode) else {
             return .refused(.unknownOpcode, "unknown opcode 0x\(String(header.opcode, radix: 16))")
         }
-        guard caller.allows(op) else { return .refused(.denied, "\(op) is not allowed for \(caller.identity)") }
+        guard operations.contains(op) else { return .refused(.denied, "\(op) is not allowed for \(identity())") }
         guard header.isBatch else { return .single(op) }
         guard op.acceptsBatch else { return .refused(.badRequest, "\(op) does not take batch frames") }
         guard body.count >= 2 else { return .refused(.badRequest, "malformed batch: item_count needs 2 bytes, \(body.count) left") }

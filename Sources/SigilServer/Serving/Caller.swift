@@ -21,10 +21,33 @@ struct Caller: Sendable {
     private(set) var generation: UInt64 = .max
     /// The rules matching this caller, in configuration order.
     private(set) var rules: [AccessRule] = []
-    /// Every operation some matching rule grants (bit n: opcode n), for the per-frame check.
-    private var operationMask: UInt64 = 0
+    /// A set of operations as a bit mask (bit n: opcode n).
+    struct Operations: Sendable, Equatable {
+        var mask: UInt64 = 0
+
+        mutating func insert(_ op: Opcode) { mask |= 1 << UInt64(op.rawValue & 63) }
+
+        @inline(__always)
+        func contains(_ op: Opcode) -> Bool { mask & (1 << UInt64(op.rawValue & 63)) != 0 }
+    }
+
+    /// Every operation some matching rule grants, for the per-frame check.
+    private(set) var operations = Operations()
     /// The matching rules that grant SIGN_REQUEST: the hot path scans only these.
-    private var signRequestRules: [AccessRule] = []
+    private var signRequestRules: [SignRequestGrant] = []
+
+    /// What one matching rule grants SIGN_REQUEST, in a class: reading an `AccessRule` out of
+    /// an array copied the whole struct (and retained its sets) on every request.
+    final class SignRequestGrant: Sendable {
+        let rule: AccessRule
+
+        init(_ rule: AccessRule) { self.rule = rule }
+
+        @inline(__always)
+        func allows(server: String, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer) -> Bool {
+            rule.allowsServer(server) && rule.allowsRequest(method: method, uri: uri)
+        }
+    }
     /// The listener's per-uid rate limit for signing operations, if it has one.
     private(set) var rateLimit: RateLimit?
 
@@ -39,18 +62,16 @@ struct Caller: Sendable {
         generation = state.generation
         rules = state.rules(forListener: listener.name).filter { $0.matches(credentials) }
         rateLimit = state.rateLimit(forListener: listener.name)
-        operationMask = 0
-        for op in AccessRule.alwaysAllowed { operationMask |= 1 << UInt64(op.rawValue & 63) }
+        operations = Operations()
+        for op in AccessRule.alwaysAllowed { operations.insert(op) }
         for rule in rules {
-            for op in rule.operations { operationMask |= 1 << UInt64(op.rawValue & 63) }
+            for op in rule.operations { operations.insert(op) }
         }
-        signRequestRules = rules.filter { $0.operations.contains(.signRequest) }
+        signRequestRules = rules.filter { $0.operations.contains(.signRequest) }.map(SignRequestGrant.init)
     }
 
     @inline(__always)
-    func allows(_ op: Opcode) -> Bool {
-        operationMask & (1 << UInt64(op.rawValue & 63)) != 0
-    }
+    func allows(_ op: Opcode) -> Bool { operations.contains(op) }
 
     func allows(_ op: Opcode, server: String) -> Bool {
         rules.contains { $0.operations.contains(op) && $0.allowsServer(server) }
@@ -59,11 +80,7 @@ struct Caller: Sendable {
     /// SIGN_REQUEST: the op, the origin's server, and the rule's method and uri limits must all
     /// be granted by one rule.
     func allowsSignRequest(server: String, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer) -> Bool {
-        // By index: iterating would copy each rule (and retain its sets) per request.
-        for index in signRequestRules.indices
-        where signRequestRules[index].allowsServer(server) && signRequestRules[index].allowsRequest(method: method, uri: uri) {
-            return true
-        }
+        for grant in signRequestRules where grant.allows(server: server, method: method, uri: uri) { return true }
         return false
     }
 

@@ -360,11 +360,11 @@ struct Dispatcher {
         } catch {
             throw WireFailure(.badRequest, error.message)
         }
-        if let problem = fields.problem { throw WireFailure(.badRequest, problem.description) }
         // Usually the origin is one of our servers: then the keyring's own String serves the
-        // access check.
+        // access check, and its grammar was checked when the keyring was loaded.
         let keyring = state.keyring
         let known = keyring.serverIndex(forName: fields.origin)
+        if let problem = fields.problem(originKnown: known != nil) { throw WireFailure(.badRequest, problem.description) }
         let origin = known.map { keyring.servers[$0].serverName } ?? String(decoding: fields.origin, as: UTF8.self)
         guard caller.allowsSignRequest(server: origin, method: fields.method, uri: fields.uri) else {
             let why = caller.allows(.signRequest, server: origin) ? "method or uri outside the granted prefixes" : "server \(origin) is not granted"
