@@ -109,11 +109,12 @@ let package = Package(
 
 for target in package.targets where target.type != .system {
     guard target.name.hasPrefix("Sigil") || target.type == .executable || target.type == .test else { continue }
-    target.swiftSettings = (target.swiftSettings ?? []) + [
-        .enableUpcomingFeature("ExistentialAny"),
-        .enableUpcomingFeature("MemberImportVisibility"),
-        // Our own code builds without warnings; a new one fails the build (dependencies are not
-        // affected: SwiftPM applies these settings to this package's targets only).
-        .unsafeFlags(["-warnings-as-errors"]),
-    ]
+    target.swiftSettings =
+        (target.swiftSettings ?? []) + [
+            .enableUpcomingFeature("ExistentialAny"),
+            .enableUpcomingFeature("MemberImportVisibility"),
+            // Our own code builds without warnings; a new one fails the build (dependencies are not
+            // affected: SwiftPM applies these settings to this package's targets only).
+            .unsafeFlags(["-warnings-as-errors"]),
+        ]
 }

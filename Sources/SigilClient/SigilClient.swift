@@ -57,7 +57,9 @@ public final class SigilClient: Sendable {
 
     /// One page of HELLO's server list (HELLO's paging extension), after `cursor` ("" first).
     public func hello(clientName: String = "sigil-swift", cursor: String) throws(SigilClientError) -> HelloInfo {
-        guard case .hello(let info) = try send(.hello(clientName: clientName, page: HelloPage(cursor: cursor))) else { throw mismatch("hello") }
+        guard case .hello(let info) = try send(.hello(clientName: clientName, page: HelloPage(cursor: cursor))) else {
+            throw mismatch("hello")
+        }
         return info
     }
 
@@ -85,7 +87,8 @@ public final class SigilClient: Sendable {
     public func signRequest(
         origin: String, destination: String, method: String = "GET", uri: String, content: [UInt8]? = nil
     ) throws(SigilClientError) -> SignedRequest {
-        let request = Request.signRequest(SignRequestParams(origin: origin, destination: destination, method: method, uri: uri, content: content))
+        let request = Request.signRequest(
+            SignRequestParams(origin: origin, destination: destination, method: method, uri: uri, content: content))
         guard case .signedRequest(let signed) = try send(request) else { throw mismatch("sign_request") }
         return signed
     }
@@ -93,7 +96,8 @@ public final class SigilClient: Sendable {
     public func signRequest(
         origin: String, destination: String, method: String = "GET", uri: String, content: [UInt8]? = nil
     ) async throws(SigilClientError) -> SignedRequest {
-        let request = Request.signRequest(SignRequestParams(origin: origin, destination: destination, method: method, uri: uri, content: content))
+        let request = Request.signRequest(
+            SignRequestParams(origin: origin, destination: destination, method: method, uri: uri, content: content))
         guard case .signedRequest(let signed) = try await send(request) else { throw mismatch("sign_request") }
         return signed
     }
@@ -116,7 +120,9 @@ public final class SigilClient: Sendable {
         return signed
     }
 
-    public func signRaw(server: String, keyID: String? = nil, message: [UInt8]) throws(SigilClientError) -> (keyID: KeyID, signature: Signature) {
+    public func signRaw(server: String, keyID: String? = nil, message: [UInt8]) throws(SigilClientError) -> (
+        keyID: KeyID, signature: Signature
+    ) {
         guard case .signature(let id, let signature) = try send(.signRaw(server: server, keyID: keyID, message: message)) else {
             throw mismatch("sign_raw")
         }

@@ -4,7 +4,7 @@ import SigilPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One connection to sigild, pipelined: any number of threads or tasks may send at once; a
@@ -95,7 +95,8 @@ public final class SigilConnection: Sendable {
         try sendFrame(requests, batch: true, timeout: timeout)
     }
 
-    private func sendFrame(_ requests: [Request], batch: Bool, timeout: Double?) throws(SigilClientError) -> [Result<Response, WireFailure>] {
+    private func sendFrame(_ requests: [Request], batch: Bool, timeout: Double?) throws(SigilClientError) -> [Result<Response, WireFailure>]
+    {
         let semaphore = DispatchSemaphore(value: 0)
         let box = Locked<Result<[Result<Response, WireFailure>], SigilClientError>?>(nil)
         let id = core.submit(requests, batch: batch) { result in
@@ -462,7 +463,9 @@ private final class Core: Sendable {
             // A frame-level error before the daemon could read our request ID (FRAME_TOO_LARGE
             // with ID 0), or an answer to a request that timed out.
             if header.requestID == 0, header.status != 0, let status = WireStatus(rawValue: header.status) {
-                let failure = decoder.buffer.withUnsafeBytes { WireFailure.decode(status: status, body: UnsafeRawBufferPointer(rebasing: $0[body])) }
+                let failure = decoder.buffer.withUnsafeBytes {
+                    WireFailure.decode(status: status, body: UnsafeRawBufferPointer(rebasing: $0[body]))
+                }
                 state.withLock { state in
                     if state.closedReason == nil { state.closedReason = "\(failure)" }
                     if state.closedFailure == nil { state.closedFailure = failure }

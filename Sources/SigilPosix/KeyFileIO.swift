@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 public import SigilCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// How to treat a key file that other users can read or write.
 public enum PermissionPolicy: Sendable {

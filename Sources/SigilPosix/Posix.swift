@@ -3,10 +3,11 @@
 // Wrappers are @inline(never) so no ARC traffic between the call and the errno read can clobber
 // errno (the same reason swift-nio gives in its System.swift).
 
-#if canImport(Glibc)
-import Glibc
-#endif
 internal import CSigilLinux
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A joinable thread (pthreads), for event loops that must be waited for on shutdown.
 public final class PosixThread: Sendable {
@@ -20,11 +21,13 @@ public final class PosixThread: Sendable {
     public init(name: String, _ body: @escaping @Sendable () -> Void) throws(PosixError) {
         let context = Unmanaged.passRetained(Body(body)).toOpaque()
         var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { raw in
-            let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
-            body.run()
-            return nil
-        }, context)
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
+                body.run()
+                return nil
+            }, context)
         guard rc == 0 else {
             Unmanaged<Body>.fromOpaque(context).release()
             throw PosixError("pthread_create", errno: rc)
@@ -172,7 +175,9 @@ public enum Posix {
         let result: Int32 = withUnsafeMutableBytes(of: &storage) { raw in
             path.withCString { CSigilLinux_sockaddr_un(raw.baseAddress, raw.count, $0, length) }
         }
-        guard result > 0 else { throw PosixError("unix socket path \(path) (over \(CSigilLinux_sockaddr_un_size() - 3) bytes?)", errno: ENAMETOOLONG) }
+        guard result > 0 else {
+            throw PosixError("unix socket path \(path) (over \(CSigilLinux_sockaddr_un_size() - 3) bytes?)", errno: ENAMETOOLONG)
+        }
         let outcome: Result<R, PosixError> = withUnsafePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
                 Result { () throws(PosixError) -> R in try body(address, socklen_t(result)) }
@@ -419,7 +424,9 @@ public enum Posix {
     @inline(never)
     public static func setAffinity(thread: Int32, cpus: [Int]) throws(PosixError) {
         let list = cpus.map(Int32.init)
-        _ = try retrying("sched_setaffinity(\(thread))") { list.withUnsafeBufferPointer { CSigilLinux_set_affinity(thread, $0.baseAddress, Int32($0.count)) } }
+        _ = try retrying("sched_setaffinity(\(thread))") {
+            list.withUnsafeBufferPointer { CSigilLinux_set_affinity(thread, $0.baseAddress, Int32($0.count)) }
+        }
     }
 
     public static var cpuCount: Int {
@@ -501,7 +508,8 @@ public enum Posix {
             throw PosixError("\(path): writable by every user (mode \(String(status.permissions, radix: 8))); chmod o-w it", errno: EPERM)
         }
         if status.permissions & 0o020 != 0 && status.group != 0 && status.group != getegid() {
-            throw PosixError("\(path): writable by group \(status.group) (mode \(String(status.permissions, radix: 8))); chmod g-w it", errno: EPERM)
+            throw PosixError(
+                "\(path): writable by group \(status.group) (mode \(String(status.permissions, radix: 8))); chmod g-w it", errno: EPERM)
         }
     }
 
@@ -542,7 +550,9 @@ public enum Posix {
 
     /// Starts a program (no shell); returns its pid. Standard output and error go to `logFD`
     /// when given.
-    public static func spawn(_ path: String, _ arguments: [String], environment: [String: String] = [:], logFD: Int32? = nil) throws(PosixError) -> Int32 {
+    public static func spawn(_ path: String, _ arguments: [String], environment: [String: String] = [:], logFD: Int32? = nil)
+        throws(PosixError) -> Int32
+    {
         try spawn(path, arguments, environment: environment, standardOutput: logFD, standardError: logFD)
     }
 

@@ -2,7 +2,7 @@ import Logging
 import SigilPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What the daemon does to itself before it touches a key.

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import SigilPosix
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Replaces a file so that readers see the old contents or the new, never a part: node_exporter
 /// reads its textfile directory at any moment, and a half-written file would be a scrape error.

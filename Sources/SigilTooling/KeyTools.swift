@@ -77,7 +77,8 @@ public enum KeyTools {
             let file = try load(path)
             for entry in file.entries {
                 if let first = seen[entry.id] {
-                    throw ToolError("Duplicate key version '\(entry.id.version)' detected: \(path):\(entry.line) repeats a key from \(first)")
+                    throw ToolError(
+                        "Duplicate key version '\(entry.id.version)' detected: \(path):\(entry.line) repeats a key from \(first)")
                 }
                 seen[entry.id] = "\(path):\(entry.line)"
             }

@@ -19,7 +19,8 @@ struct GenerateSigningKey: ParsableCommand {
     @Option(name: [.customLong("format", withSingleDash: true), .long], help: "mmr, synapse or dendrite.")
     var format: KeyFileFormat = .mmr
 
-    @Option(name: [.customLong("input", withSingleDash: true), .long], help: "Convert the first key of this file instead of generating one.")
+    @Option(
+        name: [.customLong("input", withSingleDash: true), .long], help: "Convert the first key of this file instead of generating one.")
     var input: String?
 
     func run() {

@@ -4,7 +4,7 @@ import SigilCore
 import SigilPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// In-process libsodium on the same bytes, measured in the same run: the yardstick every
@@ -25,7 +25,9 @@ enum Baseline {
         precondition(sodium_init() >= 0)
         let secret = sodium_malloc(Int(crypto_sign_secretkeybytes()))!
         var publicKey = [UInt8](repeating: 0, count: Int(crypto_sign_publickeybytes()))
-        publicKey.withUnsafeMutableBytes { _ = crypto_sign_keypair($0.baseAddress!.assumingMemoryBound(to: UInt8.self), secret.assumingMemoryBound(to: UInt8.self)) }
+        publicKey.withUnsafeMutableBytes {
+            _ = crypto_sign_keypair($0.baseAddress!.assumingMemoryBound(to: UInt8.self), secret.assumingMemoryBound(to: UInt8.self))
+        }
         var signature = [UInt8](repeating: 0, count: 64)
         signature.withUnsafeMutableBytes { sig in
             message.withUnsafeBytes { msg in _ = CSodiumShims_sign_detached(sig.baseAddress, msg.baseAddress, msg.count, secret) }
@@ -95,7 +97,9 @@ enum Baseline {
             for _ in 0..<rounds {
                 var got = 0
                 while got < requestSize {
-                    let n = request.withUnsafeMutableBytes { (try? Posix.recv(server, into: UnsafeMutableRawBufferPointer(rebasing: $0[got...]))) ?? 0 }
+                    let n = request.withUnsafeMutableBytes {
+                        (try? Posix.recv(server, into: UnsafeMutableRawBufferPointer(rebasing: $0[got...]))) ?? 0
+                    }
                     if n <= 0 { return }
                     got += n
                 }
@@ -111,7 +115,9 @@ enum Baseline {
             request.withUnsafeBytes { _ = try? Posix.sendAll(client, $0) }
             var got = 0
             while got < responseSize {
-                let n = response.withUnsafeMutableBytes { (try? Posix.recv(client, into: UnsafeMutableRawBufferPointer(rebasing: $0[got...]))) ?? 0 }
+                let n = response.withUnsafeMutableBytes {
+                    (try? Posix.recv(client, into: UnsafeMutableRawBufferPointer(rebasing: $0[got...]))) ?? 0
+                }
                 if n <= 0 { break }
                 got += n
             }

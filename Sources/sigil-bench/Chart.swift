@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A latency-versus-throughput chart as a self-contained SVG: one point per sweep step, p50
@@ -37,7 +37,8 @@ enum Chart {
             """
         for i in 0...ticks {
             let value = step * Double(i)
-            svg += "<text x=\"\(Int(x(value)))\" y=\"\(Int(top + plotH + 18))\" text-anchor=\"middle\">\(RunReport.format(value, decimals: 0))</text>\n"
+            svg +=
+                "<text x=\"\(Int(x(value)))\" y=\"\(Int(top + plotH + 18))\" text-anchor=\"middle\">\(RunReport.format(value, decimals: 0))</text>\n"
         }
         var tick = pow(10, floor(log10(minY)))
         while tick <= maxY {
@@ -48,17 +49,22 @@ enum Chart {
             tick *= 10
         }
         if let rawCeiling {
-            svg += "<line x1=\"\(x(rawCeiling))\" y1=\"\(top)\" x2=\"\(x(rawCeiling))\" y2=\"\(top + plotH)\" stroke=\"#999\" stroke-dasharray=\"6 4\"/>"
+            svg +=
+                "<line x1=\"\(x(rawCeiling))\" y1=\"\(top)\" x2=\"\(x(rawCeiling))\" y2=\"\(top + plotH)\" stroke=\"#999\" stroke-dasharray=\"6 4\"/>"
             svg += "<text x=\"\(x(rawCeiling) - 4)\" y=\"\(top + 14)\" text-anchor=\"end\" fill=\"#666\">raw libsodium, same cores</text>\n"
         }
-        for (series, color, value) in [("p50", "#1f77b4", \RunReport.p50), ("p99", "#d62728", \RunReport.p99)] as [(String, String, KeyPath<RunReport, Double>)] {
+        for (series, color, value) in [("p50", "#1f77b4", \RunReport.p50), ("p99", "#d62728", \RunReport.p99)]
+            as [(String, String, KeyPath<RunReport, Double>)]
+        {
             let path = points.map { "\(x($0.throughput)),\(y($0[keyPath: value]))" }.joined(separator: " ")
             svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(path)\"/>\n"
             for point in points {
-                svg += "<circle cx=\"\(x(point.throughput))\" cy=\"\(y(point[keyPath: value]))\" r=\"3\" fill=\"\(color)\"><title>\(series) \(RunReport.format(point[keyPath: value], decimals: 1)) µs at \(RunReport.format(point.throughput, decimals: 0)) req/s (depth \(point.depth), rate \(point.rate.map { RunReport.format($0, decimals: 0) } ?? "closed"))</title></circle>\n"
+                svg +=
+                    "<circle cx=\"\(x(point.throughput))\" cy=\"\(y(point[keyPath: value]))\" r=\"3\" fill=\"\(color)\"><title>\(series) \(RunReport.format(point[keyPath: value], decimals: 1)) µs at \(RunReport.format(point.throughput, decimals: 0)) req/s (depth \(point.depth), rate \(point.rate.map { RunReport.format($0, decimals: 0) } ?? "closed"))</title></circle>\n"
             }
         }
-        svg += "<text x=\"\(left + 10)\" y=\"\(top + 14)\" fill=\"#1f77b4\">p50</text><text x=\"\(left + 40)\" y=\"\(top + 14)\" fill=\"#d62728\">p99</text>\n"
+        svg +=
+            "<text x=\"\(left + 10)\" y=\"\(top + 14)\" fill=\"#1f77b4\">p50</text><text x=\"\(left + 40)\" y=\"\(top + 14)\" fill=\"#d62728\">p99</text>\n"
         svg += "</svg>\n"
         return svg
     }

@@ -5,7 +5,7 @@ import SigilCore
 import SigilPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // `run` and `sweep`: load against a daemon, with the in-process baselines beside it.
@@ -51,9 +51,13 @@ struct Run: ParsableCommand {
             print("sigild pid \(target.pid.map(String.init) ?? "?"), \(target.eventLoops) event loop(s), server \(target.server)")
             if let raw = report.baseline, let echo = report.echoP50 {
                 if load.sameCore {
-                    print("baseline (in-process libsodium, same bytes, on the daemon's core(s) during each round): \(RunReport.format(raw.nanosecondsPerOperation / 1000, decimals: 2)) µs/op (mean of \(rounds.count) round(s)); bare round trip p50 \(RunReport.format(echo / 1000, decimals: 1)) µs")
+                    print(
+                        "baseline (in-process libsodium, same bytes, on the daemon's core(s) during each round): \(RunReport.format(raw.nanosecondsPerOperation / 1000, decimals: 2)) µs/op (mean of \(rounds.count) round(s)); bare round trip p50 \(RunReport.format(echo / 1000, decimals: 1)) µs"
+                    )
                 } else {
-                    print("baseline (in-process libsodium, same bytes, mean of \(rounds.count) round(s)): \(RunReport.format(raw.nanosecondsPerOperation / 1000, decimals: 2)) µs/op on one core, \(RunReport.format(raw.throughput, decimals: 0)) op/s on \(raw.threads) thread(s); bare round trip p50 \(RunReport.format(echo / 1000, decimals: 1)) µs")
+                    print(
+                        "baseline (in-process libsodium, same bytes, mean of \(rounds.count) round(s)): \(RunReport.format(raw.nanosecondsPerOperation / 1000, decimals: 2)) µs/op on one core, \(RunReport.format(raw.throughput, decimals: 0)) op/s on \(raw.threads) thread(s); bare round trip p50 \(RunReport.format(echo / 1000, decimals: 1)) µs"
+                    )
                 }
             }
             print(report.text())
@@ -97,12 +101,16 @@ struct Sweep: ParsableCommand {
         var reports: [RunReport] = []
         if let rates {
             for rate in try numbers(rates) {
-                reports.append(try measure(load, target: target, duration: duration, depth: load.depth, rate: rate, baselines: baselines, progress: false))
+                reports.append(
+                    try measure(
+                        load, target: target, duration: duration, depth: load.depth, rate: rate, baselines: baselines, progress: false))
                 if !json { print(reports.last!.text()) }
             }
         } else {
             for depth in try numbers(depths) {
-                reports.append(try measure(load, target: target, duration: duration, depth: Int(depth), rate: nil, baselines: baselines, progress: false))
+                reports.append(
+                    try measure(
+                        load, target: target, duration: duration, depth: Int(depth), rate: nil, baselines: baselines, progress: false))
                 if !json { print(reports.last!.text()) }
             }
         }

@@ -5,7 +5,7 @@ import SigilPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Where a run is: warming up (not recorded), measuring, or winding down.
@@ -128,7 +128,10 @@ final class ConnectionDriver: @unchecked Sendable {
                 if status != 0 {
                     tally.errors += 1
                     if tally.firstError == nil, let s = WireStatus(rawValue: status) {
-                        tally.firstError = WireFailure.decode(status: s, body: UnsafeRawBufferPointer(rebasing: body[(offset + 5)..<min(body.count, offset + 5 + length)])).description
+                        tally.firstError =
+                            WireFailure.decode(
+                                status: s, body: UnsafeRawBufferPointer(rebasing: body[(offset + 5)..<min(body.count, offset + 5 + length)])
+                            ).description
                     }
                 }
                 offset += 5 + length
@@ -214,7 +217,9 @@ final class ConnectionDriver: @unchecked Sendable {
                     phase.store(Phase.stop.rawValue, ordering: .relaxed)
                     return
                 }
-                decoder.buffer.withUnsafeBytes { account(header, body: UnsafeRawBufferPointer(rebasing: $0[range]), latency: received - sent.time) }
+                decoder.buffer.withUnsafeBytes {
+                    account(header, body: UnsafeRawBufferPointer(rebasing: $0[range]), latency: received - sent.time)
+                }
                 inFlight -= 1
                 if !stopping { queue() }
             }
@@ -292,7 +297,9 @@ final class ConnectionDriver: @unchecked Sendable {
             decoder.append(buffer[..<count])
             while case .frame(let header, let range)? = try? decoder.next() {
                 let due = intended.withLock { $0[Int(header.requestID & mask)] }
-                decoder.buffer.withUnsafeBytes { account(header, body: UnsafeRawBufferPointer(rebasing: $0[range]), latency: received - due) }
+                decoder.buffer.withUnsafeBytes {
+                    account(header, body: UnsafeRawBufferPointer(rebasing: $0[range]), latency: received - due)
+                }
                 outstanding.subtract(1, ordering: .relaxed)
             }
         }

@@ -5,7 +5,7 @@ import SigilCore
 import SigilPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // `startup` and `connections`: start-up time and memory.
@@ -35,7 +35,7 @@ struct Startup: ParsableCommand {
         }
         defer {
             if keyDirectory && keysCache == nil, let cache {
-                _ = try? Posix.listDirectory(cache).forEach { try? Posix.unlink(cache + "/" + $0) }
+                for name in (try? Posix.listDirectory(cache)) ?? [] { try? Posix.unlink(cache + "/" + name) }
                 rmdir(cache)
             }
         }
@@ -73,13 +73,17 @@ struct Startup: ParsableCommand {
         let keys = keyDirectory ? servers : servers * keysPerServer
         let layout = keyDirectory ? "a key directory, one file per server" : "\(servers) YAML servers × \(keysPerServer) keys"
         print("sigild with \(keys) keys (\(layout)): spawn → READY=1 over \(runs) starts")
-        print("  p50 \(RunReport.format(samples[samples.count / 2], decimals: 1)) ms, max \(RunReport.format(samples.last!, decimals: 1)) ms")
-        print("  idle RSS p50 \(RunReport.format(Double(rss.sorted()[rss.count / 2]) / 1_048_576, decimals: 1)) MiB; locked (VmLck) \(RunReport.format(Double(locked.max() ?? 0) / 1024, decimals: 0)) KiB")
+        print(
+            "  p50 \(RunReport.format(samples[samples.count / 2], decimals: 1)) ms, max \(RunReport.format(samples.last!, decimals: 1)) ms")
+        print(
+            "  idle RSS p50 \(RunReport.format(Double(rss.sorted()[rss.count / 2]) / 1_048_576, decimals: 1)) MiB; locked (VmLck) \(RunReport.format(Double(locked.max() ?? 0) / 1024, decimals: 0)) KiB"
+        )
     }
 }
 
 struct Connections: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Memory with many connected clients: open N connections, say HELLO on each, read the daemon's RSS.")
+    static let configuration = CommandConfiguration(
+        abstract: "Memory with many connected clients: open N connections, say HELLO on each, read the daemon's RSS.")
 
     @Option(help: "sigild's socket; omit to start a private sigild.")
     var socket: String?
@@ -90,7 +94,9 @@ struct Connections: ParsableCommand {
 
     func run() throws {
         let limit = Posix.raiseFileLimit()
-        guard UInt64(count) + 64 <= limit else { throw BenchError("RLIMIT_NOFILE is \(limit); raise it (ulimit -n) for \(count) connections") }
+        guard UInt64(count) + 64 <= limit else {
+            throw BenchError("RLIMIT_NOFILE is \(limit); raise it (ulimit -n) for \(count) connections")
+        }
         var options = try LoadOptions.parse([])
         options.socket = socket
         options.daemon = daemon
@@ -117,6 +123,8 @@ struct Connections: ParsableCommand {
         sleepSeconds(0.3)
         let loaded = probe?.residentBytes() ?? 0
         for fd in fds { Posix.close(fd) }
-        print("sigild pid \(target.pid.map(String.init) ?? "?"): idle RSS \(RunReport.format(Double(idle) / 1_048_576, decimals: 1)) MiB; with \(count) connected clients (\(answered) answered HELLO) RSS \(RunReport.format(Double(loaded) / 1_048_576, decimals: 1)) MiB")
+        print(
+            "sigild pid \(target.pid.map(String.init) ?? "?"): idle RSS \(RunReport.format(Double(idle) / 1_048_576, decimals: 1)) MiB; with \(count) connected clients (\(answered) answered HELLO) RSS \(RunReport.format(Double(loaded) / 1_048_576, decimals: 1)) MiB"
+        )
     }
 }

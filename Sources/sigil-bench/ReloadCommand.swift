@@ -5,7 +5,7 @@ import SigilPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // `reload`: what a reload of every server's keys costs a signer that is working meanwhile.
@@ -28,7 +28,9 @@ struct Reload: ParsableCommand {
     var workers = 0
 
     func validate() throws {
-        guard servers >= 1, duration > 0, interval > 0 else { throw ValidationError("--servers, --duration and --interval must be positive") }
+        guard servers >= 1, duration > 0, interval > 0 else {
+            throw ValidationError("--servers, --duration and --interval must be positive")
+        }
     }
 
     func run() throws {
@@ -64,7 +66,8 @@ struct Reload: ParsableCommand {
             while !stop.load(ordering: .relaxed) {
                 let origin = names[Int.random(in: 0..<names.count, using: &generator)]
                 let request = Request.signRequest(
-                    SignRequestParams(origin: origin, destination: "bench.example.org", uri: "/_matrix/federation/v1/media/download/reload"))
+                    SignRequestParams(origin: origin, destination: "bench.example.org", uri: "/_matrix/federation/v1/media/download/reload")
+                )
                 let start = Posix.monotonicNanoseconds()
                 guard case .signedRequest = try? connection.send(request) else {
                     failures.add(1, ordering: .relaxed)
@@ -106,14 +109,24 @@ struct Reload: ParsableCommand {
         func percentile(_ values: [UInt64], _ p: Double) -> Double {
             values.isEmpty ? 0 : Double(values[min(values.count - 1, Int(Double(values.count) * p / 100))]) / 1000
         }
-        print("sigild pid \(spawned.pid), \(servers) servers (one key file each): \(windows.count) full reloads in \(RunReport.format(duration, decimals: 0)) s")
+        print(
+            "sigild pid \(spawned.pid), \(servers) servers (one key file each): \(windows.count) full reloads in \(RunReport.format(duration, decimals: 0)) s"
+        )
         if !reloadTimes.isEmpty {
-            print("  reload (SIGHUP → READY=1): p50 \(RunReport.format(reloadTimes[reloadTimes.count / 2], decimals: 1)) ms, max \(RunReport.format(reloadTimes.last!, decimals: 1)) ms")
+            print(
+                "  reload (SIGHUP → READY=1): p50 \(RunReport.format(reloadTimes[reloadTimes.count / 2], decimals: 1)) ms, max \(RunReport.format(reloadTimes.last!, decimals: 1)) ms"
+            )
         }
         print("  signer, one request at a time, random origin:")
-        print("    between reloads  \(quiet.count) requests: p50 \(RunReport.format(percentile(quiet, 50), decimals: 1)) µs  p99 \(RunReport.format(percentile(quiet, 99), decimals: 1)) µs  max \(RunReport.format(Double(quiet.last ?? 0) / 1000, decimals: 1)) µs")
-        print("    during reloads   \(reloading.count) requests: p50 \(RunReport.format(percentile(reloading, 50), decimals: 1)) µs  p99 \(RunReport.format(percentile(reloading, 99), decimals: 1)) µs  max \(RunReport.format(Double(reloading.last ?? 0) / 1000, decimals: 1)) µs")
-        print("  p99 added by reloading: \(RunReport.format((percentile(reloading, 99) - percentile(quiet, 99)) / 1000, decimals: 3)) ms; failed requests: \(failures.load(ordering: .relaxed))")
+        print(
+            "    between reloads  \(quiet.count) requests: p50 \(RunReport.format(percentile(quiet, 50), decimals: 1)) µs  p99 \(RunReport.format(percentile(quiet, 99), decimals: 1)) µs  max \(RunReport.format(Double(quiet.last ?? 0) / 1000, decimals: 1)) µs"
+        )
+        print(
+            "    during reloads   \(reloading.count) requests: p50 \(RunReport.format(percentile(reloading, 50), decimals: 1)) µs  p99 \(RunReport.format(percentile(reloading, 99), decimals: 1)) µs  max \(RunReport.format(Double(reloading.last ?? 0) / 1000, decimals: 1)) µs"
+        )
+        print(
+            "  p99 added by reloading: \(RunReport.format((percentile(reloading, 99) - percentile(quiet, 99)) / 1000, decimals: 3)) ms; failed requests: \(failures.load(ordering: .relaxed))"
+        )
     }
 
     private func waitForReady(_ fd: Int32, timeout: Double) throws {

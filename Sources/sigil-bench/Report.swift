@@ -55,26 +55,36 @@ struct RunReport {
         func us(_ v: Double) -> String { Self.format(v, decimals: 1) }
         var lines: [String] = []
         let loop = rate.map { "open loop at \(Self.format($0, decimals: 0)) req/s" } ?? "closed loop"
-        lines.append("\(operation): \(connections) connection(s) × depth \(depth), batch \(batch), \(loop), \(Self.format(seconds, decimals: 1)) s")
+        lines.append(
+            "\(operation): \(connections) connection(s) × depth \(depth), batch \(batch), \(loop), \(Self.format(seconds, decimals: 1)) s")
         lines.append("  throughput     \(Self.format(throughput, decimals: 0)) req/s (\(completed) requests, \(errors) errors)")
         lines.append("  latency µs     p50 \(us(p50))  p90 \(us(p90))  p99 \(us(p99))  p99.9 \(us(p999))  max \(us(max))")
         if let cpu = cpuPerRequest, let cores = daemonCores {
             var line = "  daemon CPU     \(Self.format(cpu / 1000, decimals: 2)) µs/request on \(Self.format(cores, decimals: 2)) cores"
             if let ratio = cpuRatio, let baseline {
-                line += "; raw \(Self.format(baseline.nanosecondsPerOperation / 1000, decimals: 2)) µs\(sameCore ? " on the same core at the same time" : "") → \(Self.format(ratio, decimals: 3))× raw\(medianCPURatio != nil ? " (median of rounds)" : "")"
+                line +=
+                    "; raw \(Self.format(baseline.nanosecondsPerOperation / 1000, decimals: 2)) µs\(sameCore ? " on the same core at the same time" : "") → \(Self.format(ratio, decimals: 3))× raw\(medianCPURatio != nil ? " (median of rounds)" : "")"
             }
-            if let range = cpuRatioRange { line += "; rounds \(Self.format(range.low, decimals: 3))–\(Self.format(range.high, decimals: 3))×" }
+            if let range = cpuRatioRange {
+                line += "; rounds \(Self.format(range.low, decimals: 3))–\(Self.format(range.high, decimals: 3))×"
+            }
             if let best = bestCPURatio { line += "; best round vs best raw \(Self.format(best, decimals: 3))×" }
             lines.append(line)
             if let perCore = perCoreRatio, let baseline {
-                lines.append("  per core       \(Self.format(throughput / Swift.max(cores, 0.0001), decimals: 0)) req/s per daemon core; raw \(Self.format(1e9 / baseline.nanosecondsPerOperation, decimals: 0)) → \(Self.format(perCore, decimals: 3)) of raw")
+                lines.append(
+                    "  per core       \(Self.format(throughput / Swift.max(cores, 0.0001), decimals: 0)) req/s per daemon core; raw \(Self.format(1e9 / baseline.nanosecondsPerOperation, decimals: 0)) → \(Self.format(perCore, decimals: 3)) of raw"
+                )
             }
         }
         if let ratio = latencyRatio, let echo = echoP50, let baseline, depth == 1 && connections == 1 && rate == nil {
-            lines.append("  one at a time  p50 \(us(p50)) µs vs raw \(us(baseline.nanosecondsPerOperation / 1000)) + round trip \(us(echo / 1000)) µs → \(Self.format(ratio, decimals: 3))×")
+            lines.append(
+                "  one at a time  p50 \(us(p50)) µs vs raw \(us(baseline.nanosecondsPerOperation / 1000)) + round trip \(us(echo / 1000)) µs → \(Self.format(ratio, decimals: 3))×"
+            )
         }
         if let rss = daemonRSS {
-            lines.append("  daemon memory  RSS \(Self.format(Double(rss) / 1_048_576, decimals: 1)) MiB, locked \(Self.format(Double(daemonLocked ?? 0) / 1024, decimals: 0)) KiB")
+            lines.append(
+                "  daemon memory  RSS \(Self.format(Double(rss) / 1_048_576, decimals: 1)) MiB, locked \(Self.format(Double(daemonLocked ?? 0) / 1024, decimals: 0)) KiB"
+            )
         }
         if let firstError { lines.append("  first error    \(firstError)") }
         if let failure { lines.append("  RUN CUT SHORT  \(failure); figures cover what completed") }
@@ -87,7 +97,9 @@ struct RunReport {
         if let baseline { line += "; raw \(Self.format(baseline.nanosecondsPerOperation / 1000, decimals: 2)) µs" }
         if let cpu = cpuPerRequest { line += ", daemon \(Self.format(cpu / 1000, decimals: 2)) µs/request" }
         if let ratio = cpuRatio { line += " → \(Self.format(ratio, decimals: 3))× raw CPU" }
-        if let ratio = latencyRatio, depth == 1 && connections == 1 && rate == nil { line += ", latency \(Self.format(ratio, decimals: 3))× (raw + round trip)" }
+        if let ratio = latencyRatio, depth == 1 && connections == 1 && rate == nil {
+            line += ", latency \(Self.format(ratio, decimals: 3))× (raw + round trip)"
+        }
         return line
     }
 
@@ -133,7 +145,9 @@ struct RunReport {
         combined.medianCPURatio = median(ratios)
         if let low = ratios.min(), let high = ratios.max() { combined.cpuRatioRange = (low, high) }
         // Fastest against fastest only makes sense when the two were measured apart.
-        if !combined.sameCore, let fastestDaemon = rounds.compactMap(\.cpuPerRequest).min(), let fastestRaw = rounds.compactMap({ $0.baseline?.nanosecondsPerOperation }).min() {
+        if !combined.sameCore, let fastestDaemon = rounds.compactMap(\.cpuPerRequest).min(),
+            let fastestRaw = rounds.compactMap({ $0.baseline?.nanosecondsPerOperation }).min()
+        {
             combined.bestCPURatio = fastestDaemon / fastestRaw
         }
         combined.medianLatencyRatio = median(rounds.compactMap(\.latencyRatio))

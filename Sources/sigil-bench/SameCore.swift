@@ -5,7 +5,7 @@ import SigilPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // `run --same-core`: the raw yardstick measured on the daemon's own cores, at the same moments.
@@ -36,11 +36,13 @@ struct SameCorePlacement {
             return Int32(task)
         }.sorted()
         guard !loops.isEmpty else {
-            throw BenchError("--same-core: found no sigild-loop threads in /proc/\(daemonPID)/task (is the daemon on this machine, and ours to read?)")
+            throw BenchError(
+                "--same-core: found no sigild-loop threads in /proc/\(daemonPID)/task (is the daemon on this machine, and ours to read?)")
         }
         guard loops.count < cpus.count else {
             throw BenchError(
-                "--same-core needs a CPU for the clients besides one per event loop: sigild has \(loops.count) loop(s), this process may use \(cpus.count) CPU(s); run sigild with fewer workers (--workers)")
+                "--same-core needs a CPU for the clients besides one per event loop: sigild has \(loops.count) loop(s), this process may use \(cpus.count) CPU(s); run sigild with fewer workers (--workers)"
+            )
         }
         loopThreads = loops
         loopCPUs = Array(cpus.suffix(loops.count))
@@ -87,44 +89,50 @@ final class ConcurrentYardstick {
         // The secret key in sodium_malloc memory, read-only, as the daemon keeps its keys.
         secret = sodium_malloc(Int(crypto_sign_secretkeybytes()))!
         var publicKey = [UInt8](repeating: 0, count: Int(crypto_sign_publickeybytes()))
-        publicKey.withUnsafeMutableBytes { _ = crypto_sign_keypair($0.baseAddress!.assumingMemoryBound(to: UInt8.self), secret.assumingMemoryBound(to: UInt8.self)) }
+        publicKey.withUnsafeMutableBytes {
+            _ = crypto_sign_keypair($0.baseAddress!.assumingMemoryBound(to: UInt8.self), secret.assumingMemoryBound(to: UInt8.self))
+        }
         let signatures = operations.map { operation in
             var signature = [UInt8](repeating: 0, count: 64)
             signature.withUnsafeMutableBytes { sig in
-                operation.message.withUnsafeBytes { msg in _ = CSodiumShims_sign_detached(sig.baseAddress, msg.baseAddress, msg.count, secret) }
+                operation.message.withUnsafeBytes { msg in
+                    _ = CSodiumShims_sign_detached(sig.baseAddress, msg.baseAddress, msg.count, secret)
+                }
             }
             return signature
         }
         sodium_mprotect_readonly(secret)
         let secretAddress = UInt(bitPattern: secret)
         for (index, cpu) in cpus.enumerated() {
-            threads.append(try PosixThread(name: "raw-yardstick") { [shared, operations, signatures, publicKey] in
-                try? Posix.setAffinity(thread: 0, cpus: [cpu])
-                let secret = UnsafeRawPointer(bitPattern: secretAddress)!
-                var out = [UInt8](repeating: 0, count: 64)
-                var count: UInt64 = 0
-                let start = Posix.threadCPUNanoseconds()
-                publicKey.withUnsafeBytes { pk in
-                    out.withUnsafeMutableBytes { o in
-                        while !shared.stopping.load(ordering: .relaxed) {
-                            for (operation, signature) in zip(operations, signatures) {
-                                operation.message.withUnsafeBytes { msg in
-                                    if operation.verify {
-                                        signature.withUnsafeBytes { sig in
-                                            _ = CSodiumShims_verify_detached(sig.baseAddress, msg.baseAddress, msg.count, pk.baseAddress)
+            threads.append(
+                try PosixThread(name: "raw-yardstick") { [shared, operations, signatures, publicKey] in
+                    try? Posix.setAffinity(thread: 0, cpus: [cpu])
+                    let secret = UnsafeRawPointer(bitPattern: secretAddress)!
+                    var out = [UInt8](repeating: 0, count: 64)
+                    var count: UInt64 = 0
+                    let start = Posix.threadCPUNanoseconds()
+                    publicKey.withUnsafeBytes { pk in
+                        out.withUnsafeMutableBytes { o in
+                            while !shared.stopping.load(ordering: .relaxed) {
+                                for (operation, signature) in zip(operations, signatures) {
+                                    operation.message.withUnsafeBytes { msg in
+                                        if operation.verify {
+                                            signature.withUnsafeBytes { sig in
+                                                _ = CSodiumShims_verify_detached(
+                                                    sig.baseAddress, msg.baseAddress, msg.count, pk.baseAddress)
+                                            }
+                                        } else {
+                                            _ = CSodiumShims_sign_detached(o.baseAddress, msg.baseAddress, msg.count, secret)
                                         }
-                                    } else {
-                                        _ = CSodiumShims_sign_detached(o.baseAddress, msg.baseAddress, msg.count, secret)
                                     }
                                 }
+                                count += UInt64(operations.count)
                             }
-                            count += UInt64(operations.count)
                         }
                     }
-                }
-                let cpu = Posix.threadCPUNanoseconds() - start
-                shared.results.withLock { $0[index] = (cpu, count) }
-            })
+                    let cpu = Posix.threadCPUNanoseconds() - start
+                    shared.results.withLock { $0[index] = (cpu, count) }
+                })
         }
     }
 

@@ -1,12 +1,12 @@
-import Synchronization
 import ArgumentParser
 import Histogram
 import SigilClient
 import SigilCore
 import SigilPosix
+import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @main
@@ -64,6 +64,12 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Directory of generated key files to reuse between runs (created and filled if empty).")
     var keysCache: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Turn the started sigild's audit trail on: 'file' (JSON lines to a file in its temporary directory) or 'journal'.",
+            valueName: "file|journal"))
+    var audit: AuditDestination?
+
     @Option(help: "Warm-up seconds, not recorded.")
     var warmup = 1.0
 
@@ -73,17 +79,21 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Threads for the raw baseline (default: the daemon's event loops, at most the CPUs).")
     var baselineThreads: Int?
 
-    @Option(help: "How connections wait for replies: recv (like SigilClient and Go's netpoller: also woken when the daemon drains the socket) or poll (woken by replies only).")
+    @Option(
+        help:
+            "How connections wait for replies: recv (like SigilClient and Go's netpoller: also woken when the daemon drains the socket) or poll (woken by replies only)."
+    )
     var wait: ReplyWait = .recv
 
     @Flag(help: "Skip the in-process baselines.")
     var noBaseline = false
 
-    @Flag(help: """
-        Measure the raw baseline on the daemon's own cores during the load (run only): each event \
-        loop is pinned to a core shared with a raw libsodium thread, clients use the other cores. \
-        The CPU ratio is then immune to the machine's speed wandering; throughput halves.
-        """)
+    @Flag(
+        help: """
+            Measure the raw baseline on the daemon's own cores during the load (run only): each event \
+            loop is pinned to a core shared with a raw libsodium thread, clients use the other cores. \
+            The CPU ratio is then immune to the machine's speed wandering; throughput halves.
+            """)
     var sameCore = false
 
     func validate() throws {
@@ -118,7 +128,7 @@ final class Target {
         } else {
             let daemon = try SpawnedDaemon(
                 daemonPath: options.daemon ?? siblingDaemonPath(), servers: options.servers, keyDirectory: options.servers > 1,
-                keysCache: options.keysCache, workers: options.workers)
+                keysCache: options.keysCache, workers: options.workers, extraConfig: options.audit?.configuration ?? "")
             try daemon.waitUntilServing(timeout: 120)
             socketPath = daemon.socketPath
             spawned = daemon
@@ -126,7 +136,9 @@ final class Target {
         let connection = try SigilConnection(path: socketPath)
         defer { connection.close() }
         guard case .hello(let info) = try connection.send(.hello(clientName: "sigil-bench")) else { throw BenchError("no HELLO answer") }
-        guard let server = options.server ?? info.servers.first else { throw BenchError("sigild offers this user no server; pass --server") }
+        guard let server = options.server ?? info.servers.first else {
+            throw BenchError("sigild offers this user no server; pass --server")
+        }
         self.server = server
         if options.randomOrigins, let spawned {
             var generator = SystemRandomNumberGenerator()
@@ -157,7 +169,8 @@ func measure(
 ) throws -> RunReport {
     let mix = try OperationMix(parsing: options.op)
     let workload = Workload(
-        mix: mix, server: target.server, contentSize: options.contentSize, messageSize: options.messageSize, batch: options.batch, origins: target.origins)
+        mix: mix, server: target.server, contentSize: options.contentSize, messageSize: options.messageSize, batch: options.batch,
+        origins: target.origins)
     let shape = LoadShape(connections: options.connections, depth: depth, rate: rate, workload: workload, mix: mix, wait: options.wait)
     let phase = RunPhase()
     let drivers = (0..<options.connections).map { ConnectionDriver(index: $0, shape: shape, phase: phase, socketPath: target.socketPath) }
@@ -169,7 +182,9 @@ func measure(
     }
     let probe = target.pid.map(DaemonProbe.init)
     sleepSeconds(options.warmup)
-    let yardstick = try placement.map { _ in try ConcurrentYardstick(cpus: placement!.loopCPUs, operations: rawOperations(mix: mix, workload: workload)) }
+    let yardstick = try placement.map { _ in
+        try ConcurrentYardstick(cpus: placement!.loopCPUs, operations: rawOperations(mix: mix, workload: workload))
+    }
     phase.store(Phase.measure.rawValue, ordering: .relaxed)
     let cpuStart = probe?.cpuNanoseconds()
     let start = Posix.monotonicNanoseconds()
@@ -182,7 +197,8 @@ func measure(
         let now = Posix.monotonicNanoseconds()
         if progress && now - lastPrint > 500_000_000 {
             lastPrint = now
-            Posix.printErrorRaw("\r  \(RunReport.format(Double(now - start) / 1e9, decimals: 1)) s of \(RunReport.format(duration, decimals: 1)) …")
+            Posix.printErrorRaw(
+                "\r  \(RunReport.format(Double(now - start) / 1e9, decimals: 1)) s of \(RunReport.format(duration, decimals: 1)) …")
         }
     }
     let stopped = Posix.monotonicNanoseconds()
@@ -204,7 +220,8 @@ func measure(
         firstError: drivers.compactMap { $0.tally.firstError }.first, failure: drivers.compactMap { $0.tally.failure }.first,
         p50: us(50), p90: us(90), p99: us(99), p999: us(99.9), max: Double(histogram.max) / 1000, mean: histogram.mean / 1000,
         // A daemon that died (a zombie's threads are gone) can read lower at the end: no figure then.
-        daemonCPUNanoseconds: cpuStart.flatMap { start in cpuEnd.flatMap { $0 >= start ? $0 - start : nil } }, daemonRSS: rss, daemonLocked: locked,
+        daemonCPUNanoseconds: cpuStart.flatMap { start in cpuEnd.flatMap { $0 >= start ? $0 - start : nil } }, daemonRSS: rss,
+        daemonLocked: locked,
         baseline: concurrentRaw ?? baselines?.0, echoP50: baselines?.1, sameCore: placement != nil, histogram: histogram)
 }
 
@@ -230,16 +247,22 @@ func measureBaselines(_ options: LoadOptions, target: Target, seconds: Double? =
     var weightedNanoseconds = 0.0
     for entry in mix.entries {
         let verify = entry.operation == .verify || entry.operation == .verifyRequest
-        let single = Baseline.measure(verify: verify, message: workload.signedBytes[entry.operation]!, threads: 1, seconds: time / Double(mix.entries.count))
+        let single = Baseline.measure(
+            verify: verify, message: workload.signedBytes[entry.operation]!, threads: 1, seconds: time / Double(mix.entries.count))
         weightedNanoseconds += single.nanosecondsPerOperation * Double(entry.weight) / totalWeight
     }
     // Throughput on `threads` threads, for the first operation, scaled to the mix.
     let first = mix.entries[0].operation
     let firstVerify = first == .verify || first == .verifyRequest
-    let parallel = threads == 1
+    let parallel =
+        threads == 1
         ? BaselineFigures(nanosecondsPerOperation: weightedNanoseconds, throughput: 1e9 / weightedNanoseconds, threads: 1)
         : Baseline.measure(verify: firstVerify, message: workload.signedBytes[first]!, threads: threads, seconds: time / 2)
-    let firstSingle = mix.entries.count == 1 ? weightedNanoseconds : Baseline.measure(verify: firstVerify, message: workload.signedBytes[first]!, threads: 1, seconds: time / 4).nanosecondsPerOperation
+    let firstSingle =
+        mix.entries.count == 1
+        ? weightedNanoseconds
+        : Baseline.measure(verify: firstVerify, message: workload.signedBytes[first]!, threads: 1, seconds: time / 4)
+            .nanosecondsPerOperation
     let scale = firstSingle / weightedNanoseconds
     let echo = try measureEcho(options, target: target)
     return (BaselineFigures(nanosecondsPerOperation: weightedNanoseconds, throughput: parallel.throughput * scale, threads: threads), echo)
@@ -249,7 +272,8 @@ func measureBaselines(_ options: LoadOptions, target: Target, seconds: Double? =
 func measureEcho(_ options: LoadOptions, target: Target) throws -> Double {
     let mix = try OperationMix(parsing: options.op)
     let workload = Workload(mix: mix, server: target.server, contentSize: options.contentSize, messageSize: options.messageSize, batch: 1)
-    return try Baseline.echoRoundTrip(requestSize: workload.templates[mix.entries[0].operation]!.count, responseSize: 250, rounds: 20000).p50
+    return try Baseline.echoRoundTrip(requestSize: workload.templates[mix.entries[0].operation]!.count, responseSize: 250, rounds: 20000)
+        .p50
 }
 
 /// Load runs interleaved with baselines, so a drift in the machine's speed (other tenants,
@@ -271,7 +295,8 @@ func measureRounds(
     }
     defer { placement?.release() }
     for round in 0..<rounds {
-        let baselines = try echo.map { (BaselineFigures(nanosecondsPerOperation: 0, throughput: 0, threads: 0), $0) }
+        let baselines =
+            try echo.map { (BaselineFigures(nanosecondsPerOperation: 0, throughput: 0, threads: 0), $0) }
             ?? measureBaselines(options, target: target, seconds: options.baselineSeconds / Double(rounds) * 2)
         var report = try measure(
             options, target: target, duration: duration / Double(rounds), depth: depth, rate: rate, baselines: baselines,
@@ -292,5 +317,19 @@ func sleepSeconds(_ seconds: Double) {
 extension Posix {
     static func printErrorRaw(_ text: String) {
         Array(text.utf8).withUnsafeBytes { _ = try? Posix.writeAll(2, $0) }
+    }
+}
+
+/// Where `--audit` sends a started sigild's audit records.
+enum AuditDestination: String, ExpressibleByArgument, CaseIterable {
+    case file
+    case journal
+
+    /// The configuration's `audit` section ({dir}: the daemon's temporary directory).
+    var configuration: String {
+        switch self {
+        case .file: return "audit:\n  file: {dir}/audit.jsonl"
+        case .journal: return "audit:\n  journal: true"
+        }
     }
 }

@@ -2,7 +2,7 @@ import SigilCore
 import SigilPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A sigild started by sigil-bench itself, with throwaway keys in a scratch directory, so a
@@ -21,7 +21,8 @@ final class SpawnedDaemon {
     /// `keysCache` keeps between runs. `notifySocket`, when given, becomes the daemon's
     /// NOTIFY_SOCKET.
     init(
-        daemonPath: String, servers: Int = 1, keysPerServer: Int = 1, keyDirectory: Bool = false, keysCache: String? = nil, workers: Int = 0,
+        daemonPath: String, servers: Int = 1, keysPerServer: Int = 1, keyDirectory: Bool = false, keysCache: String? = nil,
+        workers: Int = 0,
         notifySocket: String? = nil, extraLimits: String = "", extraConfig: String = ""
     ) throws {
         var template = Array("/tmp/sigil-bench-XXXXXX".utf8CString)
@@ -70,7 +71,7 @@ final class SpawnedDaemon {
             memory_lock: warn
             workers: \(workers)
             log_level: notice
-            \(extraConfig)
+            \(extraConfig.replacing("{dir}", with: directory))
             """
         let configPath = directory + "/sigild.yaml"
         let configFD = try Posix.open(configPath, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
@@ -96,7 +97,8 @@ final class SpawnedDaemon {
         let arena = builder.finish()
         for (name, (slot, publicKey)) in made {
             let key = SigningKey(id: KeyID(version: "b")!, publicKey: publicKey, arena: arena, slot: slot)
-            try KeyFileIO.write(try KeyFileWriter.encode([key], format: .synapse, lockPolicy: .warn), to: "\(path)/\(name).key", durable: false)
+            try KeyFileIO.write(
+                try KeyFileWriter.encode([key], format: .synapse, lockPolicy: .warn), to: "\(path)/\(name).key", durable: false)
         }
         return names
     }
@@ -120,9 +122,9 @@ final class SpawnedDaemon {
         kill(pid, SIGTERM)
         let status = Posix.wait(pid)
         let keys = directory + "/keys"
-        _ = try? Posix.listDirectory(keys).forEach { try? Posix.unlink(keys + "/" + $0) }
+        for name in (try? Posix.listDirectory(keys)) ?? [] { try? Posix.unlink(keys + "/" + name) }
         rmdir(keys)
-        _ = try? Posix.listDirectory(directory).forEach { try? Posix.unlink(directory + "/" + $0) }
+        for name in (try? Posix.listDirectory(directory)) ?? [] { try? Posix.unlink(directory + "/" + name) }
         rmdir(directory)
         return status
     }
@@ -132,7 +134,8 @@ final class SpawnedDaemon {
 func siblingDaemonPath() -> String {
     let me = CommandLine.arguments[0]
     var resolved = [CChar](repeating: 0, count: Int(PATH_MAX))
-    let path = realpath(me, &resolved) != nil ? String(decoding: resolved.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : me
+    let path =
+        realpath(me, &resolved) != nil ? String(decoding: resolved.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : me
     let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
     return directory + "/sigild"
 }

@@ -27,7 +27,8 @@ struct OperationMix: CustomStringConvertible {
         for part in text.split(separator: ",") {
             let pieces = part.split(separator: ":", maxSplits: 1)
             guard let op = BenchOperation(rawValue: String(pieces[0])) else {
-                throw BenchError("unknown operation '\(pieces[0])'; known: \(BenchOperation.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw BenchError(
+                    "unknown operation '\(pieces[0])'; known: \(BenchOperation.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             let weight = pieces.count == 2 ? Int(pieces[1]) : 1
             guard let weight, weight > 0 else { throw BenchError("weight in '\(part)' must be a positive integer") }
@@ -82,7 +83,8 @@ struct Workload {
         self.batch = batch
         let destination = "bench.example.org"
         let uri = "/_matrix/federation/v1/media/download/" + String(repeating: "m", count: 24)
-        let content: [UInt8]? = contentSize > 0 ? Array("{\"data\":\"\(String(repeating: "x", count: max(0, contentSize - 11)))\"}".utf8) : nil
+        let content: [UInt8]? =
+            contentSize > 0 ? Array("{\"data\":\"\(String(repeating: "x", count: max(0, contentSize - 11)))\"}".utf8) : nil
         let method = content == nil ? "GET" : "PUT"
         let message = [UInt8](repeating: 0x61, count: messageSize)
         let key = Workload.throwawayKey()
@@ -92,7 +94,8 @@ struct Workload {
             let request: Request
             switch entry.operation {
             case .signRequest:
-                request = .signRequest(SignRequestParams(origin: server, destination: destination, method: method, uri: uri, content: content))
+                request = .signRequest(
+                    SignRequestParams(origin: server, destination: destination, method: method, uri: uri, content: content))
                 var object = JSONObject()
                 if let content { object["content"] = try! JSONValue(parsing: content) }
                 object["destination"] = .string(destination)
@@ -112,7 +115,8 @@ struct Workload {
                 signed[.verify] = message
             case .verifyRequest:
                 let signer = XMatrixSigner()
-                let header = try! signer.sign(origin: "remote.example", destination: server, method: method, uri: uri, content: content, key: key)
+                let header = try! signer.sign(
+                    origin: "remote.example", destination: server, method: method, uri: uri, content: content, key: key)
                 request = .verifyRequest(
                     VerifyRequestParams(
                         authorizations: [header.header], method: method, uri: uri, destination: server, content: content,
@@ -136,7 +140,8 @@ struct Workload {
         self.templates = templates
         self.signedBytes = signed
         originVariants = origins.map { origin in
-            let request = Request.signRequest(SignRequestParams(origin: origin, destination: destination, method: method, uri: uri, content: content))
+            let request = Request.signRequest(
+                SignRequestParams(origin: origin, destination: destination, method: method, uri: uri, content: content))
             var writer = WireWriter()
             if batch > 1 {
                 Request.encodeBatch(Array(repeating: request, count: batch), requestID: 0, into: &writer)

@@ -32,7 +32,9 @@ struct Ping: ParsableCommand {
                 _ = try client.ping()
                 best = min(best, Posix.monotonicNanoseconds() - start)
             }
-            print("sigild \(info.daemonVersion) at \(socket.path): protocol \(info.protocolVersion), best round trip \(String(Double(best) / 1000)) µs")
+            print(
+                "sigild \(info.daemonVersion) at \(socket.path): protocol \(info.protocolVersion), best round trip \(String(Double(best) / 1000)) µs"
+            )
             print("  allowed operations: \(info.operations.map(\.name).joined(separator: ", "))")
             print("  servers: \(info.servers.isEmpty ? "(none)" : info.servers.joined(separator: ", "))")
             print("  limits: frame \(info.maxFrameLength) bytes, batch \(info.maxBatchItems) items, \(info.maxInFlight) in flight")
@@ -41,7 +43,8 @@ struct Ping: ParsableCommand {
 }
 
 struct ListKeys: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the keys a running sigild serves (public keys only).")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List the keys a running sigild serves (public keys only).")
 
     @OptionGroup var socket: SocketOption
 
@@ -74,7 +77,8 @@ struct SignRequest: ParsableCommand {
     func run() {
         Self.failing {
             let signed = try socket.client().signRequest(
-                origin: request.origin, destination: request.destination, method: request.method, uri: request.uri, content: try request.body())
+                origin: request.origin, destination: request.destination, method: request.method, uri: request.uri,
+                content: try request.body())
             print(signed.header)
         }
     }
@@ -155,7 +159,8 @@ struct VerifyRequest: ParsableCommand {
         Self.failing {
             let keys = try originKeys.map(parseOriginKey)
             let body = try content.map(readFile)
-            let params = VerifyRequestParams(authorizations: authorizations, method: method, uri: uri, destination: destination, content: body, keys: keys)
+            let params = VerifyRequestParams(
+                authorizations: authorizations, method: method, uri: uri, destination: destination, content: body, keys: keys)
             let result: RequestVerification
             if let socket {
                 result = try SigilClient(socketPath: socket).verifyRequest(params)

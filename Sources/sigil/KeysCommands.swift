@@ -60,7 +60,8 @@ struct Keys: ParsableCommand {
                 }
                 let retired = try oldKeys.map(parseOldKey)
                 let keyFile = try KeyTools.load(file)
-                let keyring = try Keyring(sources: [Keyring.Source(serverName: server, files: [keyFile], retired: retired)], lockPolicy: KeyTools.lockPolicy)
+                let keyring = try Keyring(
+                    sources: [Keyring.Source(serverName: server, files: [keyFile], retired: retired)], lockPolicy: KeyTools.lockPolicy)
                 let document = KeyDocument.build(for: keyring.servers[0], validUntilTS: Posix.wallClockMilliseconds() + validity)
                 print(String(decoding: document, as: UTF8.self))
             }

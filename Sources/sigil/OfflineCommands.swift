@@ -87,7 +87,8 @@ struct VerifyJSON: ParsableCommand {
                 var map: [KeyID: PublicKey] = [:]
                 for (id, key) in keys { map[id] = key }
                 let result = try JSONSigning.verify(input, serverName: server, publicKeys: map)
-                outcomes = result.valid.map { ($0.description, .valid) } + result.invalid.map { ($0.description, .invalid) }
+                outcomes =
+                    result.valid.map { ($0.description, .valid) } + result.invalid.map { ($0.description, .invalid) }
                     + result.missing.map { ($0.description, .missing) }
                 valid = result.isValid
             }

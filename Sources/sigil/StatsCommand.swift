@@ -32,9 +32,10 @@ struct Stats: ParsableCommand {
     @Option(help: "json (the daemon's own object), prometheus (text format 0.0.4) or openmetrics.")
     var format: Format = .json
 
-    @Option(help: ArgumentHelp(
-        "Write to this file instead of standard output: atomically (a temporary file in the same directory, fsync, rename), mode 0644.",
-        valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Write to this file instead of standard output: atomically (a temporary file in the same directory, fsync, rename), mode 0644.",
+            valueName: "file"))
     var output: String?
 
     @Option(help: "Seconds to wait for sigild's answers.")

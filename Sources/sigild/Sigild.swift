@@ -22,7 +22,8 @@ struct Sigild: ParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "sigild",
-        abstract: "The Sigil signing daemon: holds Matrix signing keys in locked, guarded memory and signs for local callers over a Unix socket.",
+        abstract:
+            "The Sigil signing daemon: holds Matrix signing keys in locked, guarded memory and signs for local callers over a Unix socket.",
         discussion: """
             With a configuration file:      sigild --config /etc/sigil/sigild.yaml
             Check one without serving:      sigild --check-config /etc/sigil/sigild.yaml
@@ -40,7 +41,8 @@ struct Sigild: ParsableCommand {
     @Option(name: .customLong("check-config"), help: "Validate this configuration file and its key files, then exit.")
     var checkConfig: String?
 
-    @Option(name: .long, help: "Quick start: the socket path to listen on (not needed under socket activation: the inherited socket is used).")
+    @Option(
+        name: .long, help: "Quick start: the socket path to listen on (not needed under socket activation: the inherited socket is used).")
     var socket: String?
 
     @Option(name: .long, help: "Quick start: SERVER_NAME=KEYFILE. Repeatable; several files for one server are used in order.")
@@ -88,7 +90,8 @@ struct Sigild: ParsableCommand {
         let level = Logger.Level(rawValue: logLevel ?? configuration.logLevel) ?? .info
         LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level) }
         let logger = Logger(label: "sigild")
-        let daemon = Daemon(options: Daemon.Options(configuration: configuration, configPath: config, version: Sigild.version), logger: logger)
+        let daemon = Daemon(
+            options: Daemon.Options(configuration: configuration, configPath: config, version: Sigild.version), logger: logger)
         let status = daemon.run()
         if status != 0 { throw ExitCode(status) }
     }
@@ -113,18 +116,23 @@ struct Sigild: ParsableCommand {
         print("\(path): OK")
         let keyring = state.keyring
         let fromDirectories = state.directoryServerCount
-        print("  \(keyring.servers.count) server(s), \(keyring.keyCount) active key(s), \(keyring.retiredKeyCount) retired"
-            + (configuration.keyDirectories.isEmpty ? "" : "; \(keyring.servers.count - fromDirectories) from servers:, \(fromDirectories) from key directories"))
+        print(
+            "  \(keyring.servers.count) server(s), \(keyring.keyCount) active key(s), \(keyring.retiredKeyCount) retired"
+                + (configuration.keyDirectories.isEmpty
+                    ? "" : "; \(keyring.servers.count - fromDirectories) from servers:, \(fromDirectories) from key directories"))
         for directory in configuration.keyDirectories {
             let skipped = state.warnings.filter {
                 if case .serverSkipped(_, let file, _, _) = $0 { return file.hasPrefix(directory.path + "/") } else { return false }
             }.count
-            print("  key directory \(directory.path) (\(directory.pattern)): \(state.serverCount(inDirectory: directory)) server(s) loaded, \(skipped) skipped")
+            print(
+                "  key directory \(directory.path) (\(directory.pattern)): \(state.serverCount(inDirectory: directory)) server(s) loaded, \(skipped) skipped"
+            )
         }
         let shown = 20
         for server in keyring.servers.prefix(shown) {
-            print("  \(server.serverName): signs with \(server.signingKey.id); publishes \(server.activeKeys.map(\.id.description).joined(separator: ", "))"
-                + (server.retiredKeys.isEmpty ? "" : "; retired \(server.retiredKeys.map(\.id.description).joined(separator: ", "))"))
+            print(
+                "  \(server.serverName): signs with \(server.signingKey.id); publishes \(server.activeKeys.map(\.id.description).joined(separator: ", "))"
+                    + (server.retiredKeys.isEmpty ? "" : "; retired \(server.retiredKeys.map(\.id.description).joined(separator: ", "))"))
         }
         if keyring.servers.count > shown { print("  … and \(keyring.servers.count - shown) more server(s)") }
         for listener in configuration.listeners {
@@ -132,7 +140,9 @@ struct Sigild: ParsableCommand {
             print("  listener \(listener.name): \(address), \((listener.access ?? configuration.access).count) rule(s)")
         }
         let limit = Posix.memlockLimit().map { $0 == .max ? "unlimited" : "\($0) bytes" } ?? "unknown"
-        print("  key memory: \(keyring.lockedBytes) bytes, \(keyring.isLocked ? "locked" : "NOT locked") (RLIMIT_MEMLOCK here: \(limit); a reload needs about twice this)")
+        print(
+            "  key memory: \(keyring.lockedBytes) bytes, \(keyring.isLocked ? "locked" : "NOT locked") (RLIMIT_MEMLOCK here: \(limit); a reload needs about twice this)"
+        )
     }
 
     private func quickStartConfiguration() throws -> Configuration {

@@ -169,7 +169,9 @@ struct Base64Tests {
                 let count = Base64.encodedCount(length, padded: padded)
                 var out = [UInt8](repeating: 0x2E, count: count + 8)
                 input.withUnsafeBytes { raw in
-                    out.withUnsafeMutableBytes { _ = Base64.encode(raw, padded: padded, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<count])) }
+                    out.withUnsafeMutableBytes {
+                        _ = Base64.encode(raw, padded: padded, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<count]))
+                    }
                 }
                 #expect(Array(out[..<count]) == reference(input, padded: padded), "\(length) bytes, padded \(padded)")
                 #expect(out[count...].allSatisfy { $0 == 0x2E }, "\(length) bytes: wrote past the end")

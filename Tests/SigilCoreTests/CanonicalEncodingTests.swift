@@ -13,7 +13,8 @@ struct CanonicalEncodingTests {
                 var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 8)
                 bytes[position] = UInt8(value)
                 let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-                #expect(CanonicalEncoding.wordNeedsEscape(word) == CanonicalEncoding.needsEscape(UInt8(value)), "byte \(value) at \(position)")
+                #expect(
+                    CanonicalEncoding.wordNeedsEscape(word) == CanonicalEncoding.needsEscape(UInt8(value)), "byte \(value) at \(position)")
             }
         }
     }

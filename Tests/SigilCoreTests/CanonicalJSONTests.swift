@@ -182,7 +182,9 @@ struct CanonicalJSONTests {
         #expect(same, "first difference at byte \(zip(output.utf8, expected.utf8).prefix { $0 == $1 }.count)")
         #expect(object.members.count == count)
         let last = try #require(object.members.last)
-        #expect(String(decoding: object.bytes[last.range], as: UTF8.self) == #""\#(key(count - 1))":{"a":\#((count - 1) % 7),"b":\#((count - 1) % 10)}"#)
+        #expect(
+            String(decoding: object.bytes[last.range], as: UTF8.self)
+                == #""\#(key(count - 1))":{"a":\#((count - 1) % 7),"b":\#((count - 1) % 10)}"#)
         #expect(String(decoding: object.bytes[last.valueRange], as: UTF8.self) == #"{"a":\#((count - 1) % 7),"b":\#((count - 1) % 10)}"#)
     }
 
@@ -264,7 +266,9 @@ struct CanonicalJSONTests {
 
 /// Random JSON values and random (non-canonical) renderings of them, for property tests.
 enum RandomJSON {
-    static let alphabet: [String] = ["a", "b", "Z", "é", "e\u{301}", "日", "本", "😀", "\u{2028}", "\"", "\\", "/", "\n", "\u{1}", "\u{7F}", " "]
+    static let alphabet: [String] = [
+        "a", "b", "Z", "é", "e\u{301}", "日", "本", "😀", "\u{2028}", "\"", "\\", "/", "\n", "\u{1}", "\u{7F}", " ",
+    ]
 
     static func string(using rng: inout SystemRandomNumberGenerator) -> String {
         (0..<Int.random(in: 0...4, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! }.joined()
@@ -297,7 +301,9 @@ enum RandomJSON {
         case .string(let s): return renderString(s, using: &rng)
         case .array(let values): return "[" + values.map { render($0, using: &rng) }.joined(separator: "," + space) + "]"
         case .object(let object):
-            let members = object.members.shuffled(using: &rng).map { renderString($0.key, using: &rng) + space + ":" + render($0.value, using: &rng) }
+            let members = object.members.shuffled(using: &rng).map {
+                renderString($0.key, using: &rng) + space + ":" + render($0.value, using: &rng)
+            }
             return "{" + space + members.joined(separator: ",") + "}"
         }
     }

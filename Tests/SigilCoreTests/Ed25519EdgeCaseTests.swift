@@ -11,7 +11,9 @@ struct Ed25519EdgeCaseTests {
     /// RFC 8032 TEST 1: empty message.
     static let publicKey = [UInt8](hex: "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
     static let signature = [UInt8](
-        hex: "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+        hex:
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+    )
     /// The order of the base point, little-endian.
     static let groupOrder = [UInt8](hex: "edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010")
     static let identity = [UInt8](hex: "0100000000000000000000000000000000000000000000000000000000000000")
@@ -27,11 +29,12 @@ struct Ed25519EdgeCaseTests {
             "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  // p (non-canonical 0)
             "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  // p+1 (non-canonical 1)
         ]
-        return base + base.map { hex in
-            var bytes = [UInt8](hex: hex)
-            bytes[31] |= 0x80
-            return bytes.hex
-        }
+        return base
+            + base.map { hex in
+                var bytes = [UInt8](hex: hex)
+                bytes[31] |= 0x80
+                return bytes.hex
+            }
     }()
 
     static func sodiumAccepts(signature: [UInt8], message: [UInt8], publicKey: [UInt8]) -> Bool {
@@ -93,7 +96,9 @@ struct Ed25519EdgeCaseTests {
         #expect(!Self.agree(signature: high, message: [], publicKey: Self.publicKey))
     }
 
-    @Test("small-order public keys are rejected, even with the signature (R = identity, S = 0) that cofactorless math accepts for the identity")
+    @Test(
+        "small-order public keys are rejected, even with the signature (R = identity, S = 0) that cofactorless math accepts for the identity"
+    )
     func smallOrderPublicKeys() {
         let trivial = Self.identity + [UInt8](repeating: 0, count: 32)
         for hex in Self.smallOrderPoints {
@@ -109,7 +114,9 @@ struct Ed25519EdgeCaseTests {
         let s = Array(Self.signature[32...])
         for hex in Self.smallOrderPoints {
             #expect(!Self.agree(signature: [UInt8](hex: hex) + s, message: [], publicKey: Self.publicKey), "R \(hex)")
-            #expect(!Self.agree(signature: [UInt8](hex: hex) + [UInt8](repeating: 0, count: 32), message: [], publicKey: Self.publicKey), "R \(hex)")
+            #expect(
+                !Self.agree(signature: [UInt8](hex: hex) + [UInt8](repeating: 0, count: 32), message: [], publicKey: Self.publicKey),
+                "R \(hex)")
         }
     }
 

@@ -164,7 +164,8 @@ struct JSONDepthTests {
         let object = try Array(input.utf8).withUnsafeBytes { try CanonicalJSON.canonicalObject($0) }
         #expect(object.members.map(\.key) == ["a", "m", "z"])
         #expect(String(decoding: object.bytes[object.member("m")!.valueRange], as: UTF8.self) == #"{"a":2,"b":{"a":1,"z":0}}"#)
-        #expect(String(decoding: object.bytes[object.member("z")!.range], as: UTF8.self) == #""z":{"c":0,"d":[{"p":[{"a":1,"b":2}],"q":1}]}"#)
+        #expect(
+            String(decoding: object.bytes[object.member("z")!.range], as: UTF8.self) == #""z":{"c":0,"d":[{"p":[{"a":1,"b":2}],"q":1}]}"#)
     }
 
     @Test("duplicates are reported alike by both parsers: at the second occurrence of the smallest duplicated key")

@@ -36,16 +36,21 @@ struct JSONSigningTests {
         #expect(empty.keys == ["signatures"])
         let object: JSONObject = try #require(JSONObject([("one", 1), ("two", "Two")]))
         let signed = JSONSigning.sign(object, serverName: "domain", keys: [key])
-        #expect(String(decoding: signed.canonicalBytes, as: UTF8.self)
-            == #"{"one":1,"signatures":{"domain":{"ed25519:1":"\#(Self.oneTwoSignature)"}},"two":"Two"}"#)
+        #expect(
+            String(decoding: signed.canonicalBytes, as: UTF8.self)
+                == #"{"one":1,"signatures":{"domain":{"ed25519:1":"\#(Self.oneTwoSignature)"}},"two":"Two"}"#)
     }
 
     @Test("existing signatures are kept and the new one merged in")
     func mergesSignatures() throws {
         let key = try TestKeys.spec()
-        let input = #"{"signatures":{"other.org":{"ed25519:x":"AAAA"},"domain":{"ed25519:0":"BBBB","ed25519:1":"stale"}},"one":1,"two":"Two"}"#
+        let input =
+            #"{"signatures":{"other.org":{"ed25519:x":"AAAA"},"domain":{"ed25519:0":"BBBB","ed25519:1":"stale"}},"one":1,"two":"Two"}"#
         let out = try Self.sign(input, keys: [key])
-        #expect(out == #"{"one":1,"signatures":{"domain":{"ed25519:0":"BBBB","ed25519:1":"\#(Self.oneTwoSignature)"},"other.org":{"ed25519:x":"AAAA"}},"two":"Two"}"#)
+        #expect(
+            out
+                == #"{"one":1,"signatures":{"domain":{"ed25519:0":"BBBB","ed25519:1":"\#(Self.oneTwoSignature)"},"other.org":{"ed25519:x":"AAAA"}},"two":"Two"}"#
+        )
 
         let tree = try #require(try JSONValue(parsing: input).objectValue)
         #expect(JSONSigning.sign(tree, serverName: "domain", keys: [key]).canonicalBytes == Array(out.utf8))
@@ -55,7 +60,10 @@ struct JSONSigningTests {
     func unsigned() throws {
         let key = try TestKeys.spec()
         let out = try Self.sign(#"{"unsigned":{"age_ts":1000000,"x":[1,2]},"one":1,"two":"Two"}"#, keys: [key])
-        #expect(out == #"{"one":1,"signatures":{"domain":{"ed25519:1":"\#(Self.oneTwoSignature)"}},"two":"Two","unsigned":{"age_ts":1000000,"x":[1,2]}}"#)
+        #expect(
+            out
+                == #"{"one":1,"signatures":{"domain":{"ed25519:1":"\#(Self.oneTwoSignature)"}},"two":"Two","unsigned":{"age_ts":1000000,"x":[1,2]}}"#
+        )
         let verification = try JSONSigning.verify(Array(out.utf8), serverName: "domain", publicKeys: try Self.specKeys())
         #expect(verification.isValid)
         // Changing unsigned does not break the signature; changing anything else does.
@@ -172,7 +180,8 @@ struct JSONSigningTests {
         let second = try TestKeys.random(version: "2")
         let both = try JSONSigning.sign(Array("{}".utf8), serverName: "domain", keys: [spec, second])
         let wrongSecond = try TestKeys.random(version: "2")
-        let mixed = try JSONSigning.verify(both, serverName: "domain", publicKeys: [spec.id: spec.publicKey, second.id: wrongSecond.publicKey])
+        let mixed = try JSONSigning.verify(
+            both, serverName: "domain", publicKeys: [spec.id: spec.publicKey, second.id: wrongSecond.publicKey])
         #expect(mixed.valid == [spec.id])
         #expect(mixed.invalid == [second.id])
         #expect(!mixed.isValid)
@@ -206,9 +215,12 @@ struct JSONSigningTests {
 
     @Test("results list keys in ID order")
     func verifyOrder() throws {
-        let keys = try TestKeys.keys([("c", [UInt8](repeating: 3, count: 32)), ("a", [UInt8](repeating: 1, count: 32)), ("b", [UInt8](repeating: 2, count: 32))])
+        let keys = try TestKeys.keys([
+            ("c", [UInt8](repeating: 3, count: 32)), ("a", [UInt8](repeating: 1, count: 32)), ("b", [UInt8](repeating: 2, count: 32)),
+        ])
         let signed = try JSONSigning.sign(Array("{}".utf8), serverName: "s", keys: [keys[0], keys[1]])
-        let result = try JSONSigning.verify(signed, serverName: "s", publicKeys: Dictionary(uniqueKeysWithValues: keys.map { ($0.id, $0.publicKey) }))
+        let result = try JSONSigning.verify(
+            signed, serverName: "s", publicKeys: Dictionary(uniqueKeysWithValues: keys.map { ($0.id, $0.publicKey) }))
         #expect(result.valid.map(\.version) == ["a", "c"])
         #expect(result.missing.map(\.version) == ["b"])
         #expect(result.isValid)

@@ -13,8 +13,9 @@ struct KeyDocumentTests {
         let server = try TestKeys.server("localhost", files: [fileText])
         let document = KeyDocument.build(for: server, validUntilTS: validUntil)
         let unsignedJSON = KeyFixtures.keyDocumentJSON(key, validUntilTS: validUntil)
-        let expected = String(unsignedJSON.dropLast()).replacing(
-            #","valid_until_ts""#, with: #","signatures":{"localhost":{"\#(key.id)":"\#(signature)"}},"valid_until_ts""#) + "}"
+        let expected =
+            String(unsignedJSON.dropLast()).replacing(
+                #","valid_until_ts""#, with: #","signatures":{"localhost":{"\#(key.id)":"\#(signature)"}},"valid_until_ts""#) + "}"
         #expect(Self.string(document) == expected)
         #expect(KeyDocument.object(for: server, validUntilTS: validUntil).canonicalBytes == document)
     }
@@ -31,7 +32,8 @@ struct KeyDocumentTests {
 
     @Test("retired keys appear in old_verify_keys with expired_ts, covered by the signature")
     func oldVerifyKeys() throws {
-        let retired = RetiredKey(id: KeyID("ed25519:old")!, publicKey: PublicKey(base64: KeyFixtures.mmr1.publicKey)!, expiredTS: 1_600_000_000_000)
+        let retired = RetiredKey(
+            id: KeyID("ed25519:old")!, publicKey: PublicKey(base64: KeyFixtures.mmr1.publicKey)!, expiredTS: 1_600_000_000_000)
         let server = try TestKeys.server("domain", files: ["ed25519 1 \(TestKeys.specSeedBase64)"], retired: [retired])
         let document = KeyDocument.build(for: server, validUntilTS: 1_700_000_000_000)
         // Signature computed independently (Python `cryptography`, json.dumps sort_keys).
@@ -63,7 +65,8 @@ struct KeyDocumentTests {
             #expect(verifyKeys[known.id] == .object(JSONObject([("key", .string(known.publicKey))])!))
         }
         let old = try #require(object["old_verify_keys"]?.objectValue)
-        #expect(old["ed25519:r1"] == .object(JSONObject([("expired_ts", .integer(1)), ("key", .string(KeyFixtures.dendrite1.publicKey))])!))
+        #expect(
+            old["ed25519:r1"] == .object(JSONObject([("expired_ts", .integer(1)), ("key", .string(KeyFixtures.dendrite1.publicKey))])!))
         #expect(old["ed25519:r2"]?.objectValue?["expired_ts"] == .integer(2))
 
         let publicKeys = Dictionary(uniqueKeysWithValues: server.activeKeys.map { ($0.id, $0.publicKey) })

@@ -60,7 +60,8 @@ struct KeyFileErrorTests {
         KeyFileErrorCase("non-ASCII version", "ed25519 é \(BadKeys.synapseSeed)", 1, .invalidKeyVersion(nil)),
         KeyFileErrorCase(
             "version of 65 characters", "ed25519 \(String(repeating: "a", count: 65)) \(BadKeys.synapseSeed)", 1, .invalidKeyVersion(nil)),
-        KeyFileErrorCase("bad version and bad seed: the version is reported", "ed25519 a\"b \(BadKeys.seed31)", 1, .invalidKeyVersion("a\"b")),
+        KeyFileErrorCase(
+            "bad version and bad seed: the version is reported", "ed25519 a\"b \(BadKeys.seed31)", 1, .invalidKeyVersion("a\"b")),
         KeyFileErrorCase("fields swapped: seed, then version", "ed25519 \(BadKeys.synapseSeed) e5d0oC", 1, .seedLength(4)),
         KeyFileErrorCase("31-byte seed", "ed25519 a \(BadKeys.seed31)", 1, .seedLength(31)),
         KeyFileErrorCase("31-byte seed, padded", "ed25519 a \(BadKeys.seed31Padded)", 1, .seedLength(31)),
@@ -73,7 +74,8 @@ struct KeyFileErrorTests {
             "URL-safe base64", "ed25519 a \(BadKeys.synapseSeed.prefix(5))-\(BadKeys.synapseSeed.dropFirst(6))", 1,
             .invalidSeedEncoding("invalid base64 character at offset 5")),
         KeyFileErrorCase(
-            "truncated base64", "ed25519 a \(BadKeys.synapseSeed.prefix(41))", 1, .invalidSeedEncoding("truncated base64 (a lone final character)")),
+            "truncated base64", "ed25519 a \(BadKeys.synapseSeed.prefix(41))", 1,
+            .invalidSeedEncoding("truncated base64 (a lone final character)")),
         KeyFileErrorCase(
             "bad padding", "ed25519 a \(BadKeys.synapseSeed)==", 1, .invalidSeedEncoding("misplaced base64 padding at offset 44")),
         KeyFileErrorCase(
@@ -96,9 +98,11 @@ struct KeyFileErrorTests {
         KeyFileErrorCase("Key-ID with a quote", BadKeys.mmr("Key-ID: ed25519:a\"b\nVersion: 1\n"), 2, .keyIDNotEd25519("ed25519:a\"b")),
         KeyFileErrorCase("Key-ID with a non-ASCII version", BadKeys.mmr("Key-ID: ed25519:é\nVersion: 1\n"), 2, .keyIDNotEd25519(nil)),
         KeyFileErrorCase(
-            "Key-ID is a seed, body is not", BadKeys.mmr("Key-ID: ed25519:\(BadKeys.pemSeed)\nVersion: 1\n", body: "e5d0oC"), 5, .seedLength(4)),
+            "Key-ID is a seed, body is not", BadKeys.mmr("Key-ID: ed25519:\(BadKeys.pemSeed)\nVersion: 1\n", body: "e5d0oC"), 5,
+            .seedLength(4)),
         KeyFileErrorCase(
-            "bad Key-ID and bad body: the Key-ID is reported", BadKeys.mmr("Key-ID: ed25519:a,b\nVersion: 1\n", body: BadKeys.seed31Padded), 2,
+            "bad Key-ID and bad body: the Key-ID is reported", BadKeys.mmr("Key-ID: ed25519:a,b\nVersion: 1\n", body: BadKeys.seed31Padded),
+            2,
             .keyIDNotEd25519("ed25519:a,b")),
         KeyFileErrorCase("MMR: missing Version", BadKeys.mmr("Key-ID: ed25519:e5d0oC\n"), 1, .missingVersionHeader),
         KeyFileErrorCase("MMR: Version 2", BadKeys.mmr("Key-ID: ed25519:e5d0oC\nVersion: 2\n"), 1, .unsupportedVersionHeader("2")),
@@ -110,12 +114,15 @@ struct KeyFileErrorTests {
         KeyFileErrorCase(
             "duplicate Version header", BadKeys.mmr("Key-ID: ed25519:a\nVersion: 1\nVersion: 1\n"), 4, .duplicateHeader("Version")),
         KeyFileErrorCase(
-            "duplicate long header name is not echoed", BadKeys.mmr("\(String(repeating: "X", count: 25)): 1\n\(String(repeating: "X", count: 25)): 2\n"), 3,
+            "duplicate long header name is not echoed",
+            BadKeys.mmr("\(String(repeating: "X", count: 25)): 1\n\(String(repeating: "X", count: 25)): 2\n"), 3,
             .duplicateHeader("(a long name)")),
         KeyFileErrorCase(
             "a header name is the same without trailing spaces", BadKeys.mmr("Key-ID \t: ed25519:a\nKey-ID: ed25519:b\nVersion: 1\n"), 3,
             .duplicateHeader("Key-ID")),
-        KeyFileErrorCase("duplicate unknown header", BadKeys.mmr("Comment: x\nKey-ID: ed25519:a\nComment: y\nVersion: 1\n"), 4, .duplicateHeader("Comment")),
+        KeyFileErrorCase(
+            "duplicate unknown header", BadKeys.mmr("Comment: x\nKey-ID: ed25519:a\nComment: y\nVersion: 1\n"), 4,
+            .duplicateHeader("Comment")),
         KeyFileErrorCase("header with an empty name", BadKeys.mmr(": value\nKey-ID: ed25519:a\nVersion: 1\n"), 2, .malformedHeader),
 
         // PEM bodies.
@@ -124,7 +131,10 @@ struct KeyFileErrorTests {
             "PEM: 33-byte seed is refused, not truncated (MMR truncates)", BadKeys.mmr(BadKeys.mmrHeaders, body: BadKeys.seed33), 5,
             .seedLength(33)),
         KeyFileErrorCase(
-            "PEM: 33-byte seed wrapped over two lines", BadKeys.mmr(BadKeys.dendriteHeaders, body: "\(BadKeys.seed33.prefix(20))\n\(BadKeys.seed33.dropFirst(20))", type: "MATRIX PRIVATE KEY"), 4,
+            "PEM: 33-byte seed wrapped over two lines",
+            BadKeys.mmr(
+                BadKeys.dendriteHeaders, body: "\(BadKeys.seed33.prefix(20))\n\(BadKeys.seed33.dropFirst(20))", type: "MATRIX PRIVATE KEY"),
+            4,
             .seedLength(33)),
         KeyFileErrorCase(
             "PEM: invalid base64", BadKeys.mmr(BadKeys.mmrHeaders, body: "PJt0OaIImDJk8P/PDb4TNQHgI/1AA1C+AaQaABxAcg*="), 5,

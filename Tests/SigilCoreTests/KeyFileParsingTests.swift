@@ -13,7 +13,8 @@ struct KeyFileCase: Sendable, CustomStringConvertible {
 
     static let fixtures: [KeyFileCase] = [
         KeyFileCase(name: "MMR", text: KeyFixtures.mmr, format: .mmr, keys: [KeyFixtures.mmr1], lines: [1]),
-        KeyFileCase(name: "MMR, two keys", text: KeyFixtures.mmrMulti, format: .mmr, keys: [KeyFixtures.mmr1, KeyFixtures.mmr2], lines: [1, 7]),
+        KeyFileCase(
+            name: "MMR, two keys", text: KeyFixtures.mmrMulti, format: .mmr, keys: [KeyFixtures.mmr1, KeyFixtures.mmr2], lines: [1, 7]),
         KeyFileCase(name: "Dendrite", text: KeyFixtures.dendrite, format: .dendrite, keys: [KeyFixtures.dendrite1], lines: [1]),
         KeyFileCase(
             name: "Dendrite, two keys", text: KeyFixtures.dendriteMulti, format: .dendrite,
@@ -95,7 +96,8 @@ struct KeyFileParsingTests {
 
     @Test("blank lines are skipped and line numbers still count them")
     func blankLines() throws {
-        let synapse = "\n\n" + KeyFixtures.synapseLine(KeyFixtures.synapse1) + "\n  \n\t\n" + KeyFixtures.synapseLine(KeyFixtures.synapse2) + "\n\n"
+        let synapse =
+            "\n\n" + KeyFixtures.synapseLine(KeyFixtures.synapse1) + "\n  \n\t\n" + KeyFixtures.synapseLine(KeyFixtures.synapse2) + "\n\n"
         try check(synapse, format: .synapse, keys: [KeyFixtures.synapse1, KeyFixtures.synapse2], lines: [3, 6])
         let pem = "\n" + KeyFixtures.mmrBlock(KeyFixtures.mmr1) + "\n\n" + KeyFixtures.mmrBlock(KeyFixtures.mmr2)
         try check(pem, format: .mmr, keys: [KeyFixtures.mmr1, KeyFixtures.mmr2], lines: [2, 10])
@@ -110,14 +112,18 @@ struct KeyFileParsingTests {
     @Test("a file missing its final newline is accepted")
     func noFinalNewline() throws {
         try check(String(KeyFixtures.mmr.dropLast()), format: .mmr, keys: [KeyFixtures.mmr1], lines: [1])
-        try check(String(KeyFixtures.dendriteMulti.dropLast()), format: .dendrite, keys: [KeyFixtures.dendrite1, KeyFixtures.dendrite2], lines: [1, 6])
+        try check(
+            String(KeyFixtures.dendriteMulti.dropLast()), format: .dendrite, keys: [KeyFixtures.dendrite1, KeyFixtures.dendrite2],
+            lines: [1, 6])
     }
 
     @Test("the blank line after PEM headers is optional, as in Go's PEM reader")
     func noBlankLineAfterHeaders() throws {
-        let mmr = "-----BEGIN MMR PRIVATE KEY-----\nKey-ID: ed25519:e5d0oC\nVersion: 1\n\(KeyFixtures.mmr1.seedBase64)\n-----END MMR PRIVATE KEY-----\n"
+        let mmr =
+            "-----BEGIN MMR PRIVATE KEY-----\nKey-ID: ed25519:e5d0oC\nVersion: 1\n\(KeyFixtures.mmr1.seedBase64)\n-----END MMR PRIVATE KEY-----\n"
         try check(mmr, format: .mmr, keys: [KeyFixtures.mmr1], lines: [1])
-        let dendrite = "-----BEGIN MATRIX PRIVATE KEY-----\nKey-ID: ed25519:1Pu3u3\n\(KeyFixtures.dendrite1.seedBase64)\n-----END MATRIX PRIVATE KEY-----"
+        let dendrite =
+            "-----BEGIN MATRIX PRIVATE KEY-----\nKey-ID: ed25519:1Pu3u3\n\(KeyFixtures.dendrite1.seedBase64)\n-----END MATRIX PRIVATE KEY-----"
         try check(dendrite, format: .dendrite, keys: [KeyFixtures.dendrite1], lines: [1])
     }
 
@@ -125,7 +131,8 @@ struct KeyFileParsingTests {
     func wrappedBody() throws {
         let seed = KeyFixtures.mmr1.seedBase64
         let split = seed.index(seed.startIndex, offsetBy: 20)
-        let wrapped = "-----BEGIN MMR PRIVATE KEY-----\nKey-ID: ed25519:e5d0oC\nVersion: 1\n\n\(seed[..<split])\r\n  \(seed[split...])\n-----END MMR PRIVATE KEY-----\n"
+        let wrapped =
+            "-----BEGIN MMR PRIVATE KEY-----\nKey-ID: ed25519:e5d0oC\nVersion: 1\n\n\(seed[..<split])\r\n  \(seed[split...])\n-----END MMR PRIVATE KEY-----\n"
         try check(wrapped, format: .mmr, keys: [KeyFixtures.mmr1], lines: [1])
         let unpadded = KeyFixtures.mmrBlock(KeyFixtures.mmr1).replacing(seed, with: String(seed.dropLast()))
         try check(unpadded, format: .mmr, keys: [KeyFixtures.mmr1], lines: [1])
@@ -133,9 +140,11 @@ struct KeyFileParsingTests {
 
     @Test("PEM headers: unknown ones are ignored, spacing around the value is free, Dendrite ignores Version")
     func headers() throws {
-        let mmr = "-----BEGIN MMR PRIVATE KEY-----\nComment: made by hand\nKey-ID:ed25519:e5d0oC\nVersion:\t1  \n\n\(KeyFixtures.mmr1.seedBase64)\n-----END MMR PRIVATE KEY-----\n"
+        let mmr =
+            "-----BEGIN MMR PRIVATE KEY-----\nComment: made by hand\nKey-ID:ed25519:e5d0oC\nVersion:\t1  \n\n\(KeyFixtures.mmr1.seedBase64)\n-----END MMR PRIVATE KEY-----\n"
         try check(mmr, format: .mmr, keys: [KeyFixtures.mmr1], lines: [1])
-        let dendrite = "-----BEGIN MATRIX PRIVATE KEY-----\nVersion: 7\nKey-ID: ed25519:1Pu3u3\n\n\(KeyFixtures.dendrite1.seedBase64)\n-----END MATRIX PRIVATE KEY-----\n"
+        let dendrite =
+            "-----BEGIN MATRIX PRIVATE KEY-----\nVersion: 7\nKey-ID: ed25519:1Pu3u3\n\n\(KeyFixtures.dendrite1.seedBase64)\n-----END MATRIX PRIVATE KEY-----\n"
         try check(dendrite, format: .dendrite, keys: [KeyFixtures.dendrite1], lines: [1])
     }
 
@@ -157,7 +166,9 @@ struct KeyFileParsingTests {
 
     @Test("many keys stay in file order, including MMR-generated and Synapse-style IDs side by side")
     func order() throws {
-        let keys = [KeyFixtures.synapse2, KeyFixtures.mmr1, KeyFixtures.dendrite2, KeyFixtures.synapse1, KeyFixtures.mmr2, KeyFixtures.dendrite1]
+        let keys = [
+            KeyFixtures.synapse2, KeyFixtures.mmr1, KeyFixtures.dendrite2, KeyFixtures.synapse1, KeyFixtures.mmr2, KeyFixtures.dendrite1,
+        ]
         let synapse = keys.map { "ed25519 \($0.version) \(Base64.encode([UInt8](hex: $0.seedHex)))" }.joined(separator: "\n")
         try check(synapse, format: .synapse, keys: keys, lines: Array(1...6))
         let mmr = keys.map(KeyFixtures.mmrBlock).joined()

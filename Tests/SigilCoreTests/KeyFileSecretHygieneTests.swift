@@ -47,10 +47,18 @@ struct KeyFileSecretHygieneTests {
         ("Synapse: a good line, then fields swapped", "ed25519 a \(pem)\ned25519 \(synapse) e5d0oC"),
         ("Synapse: fields swapped, then a good line", "ed25519 \(synapse) e5d0oC\ned25519 a \(pem)"),
         ("MMR: seed as Key-ID version, body not a seed", BadKeys.mmr("Key-ID: ed25519:\(pem)\nVersion: 1\n", body: "e5d0oC")),
-        ("MMR: seed as Key-ID version, empty body", "-----BEGIN MMR PRIVATE KEY-----\nKey-ID: ed25519:\(synapse)\nVersion: 1\n\n-----END MMR PRIVATE KEY-----\n"),
-        ("Dendrite: seed as Key-ID version, short seed",
-            BadKeys.mmr("Key-ID: ed25519:\(synapse)\n", body: BadKeys.seed31Padded, type: "MATRIX PRIVATE KEY")),
-        ("Dendrite: a good block, then seed as Key-ID version", KeyFixtures.dendrite + BadKeys.mmr("Key-ID: ed25519:\(pem)\n", body: "AAAA", type: "MATRIX PRIVATE KEY")),
+        (
+            "MMR: seed as Key-ID version, empty body",
+            "-----BEGIN MMR PRIVATE KEY-----\nKey-ID: ed25519:\(synapse)\nVersion: 1\n\n-----END MMR PRIVATE KEY-----\n"
+        ),
+        (
+            "Dendrite: seed as Key-ID version, short seed",
+            BadKeys.mmr("Key-ID: ed25519:\(synapse)\n", body: BadKeys.seed31Padded, type: "MATRIX PRIVATE KEY")
+        ),
+        (
+            "Dendrite: a good block, then seed as Key-ID version",
+            KeyFixtures.dendrite + BadKeys.mmr("Key-ID: ed25519:\(pem)\n", body: "AAAA", type: "MATRIX PRIVATE KEY")
+        ),
     ]
 
     /// Records what the parser turns into text (`KeyFileParser.versionTextObserver`). Used by one
@@ -69,7 +77,9 @@ struct KeyFileSecretHygieneTests {
         #expect(throws: KeyFileError.self, "\(name) should fail to parse") { try texts.parse(text) }
         // Versions of earlier, good entries may have been made; never anything with a seed in it.
         for made in texts.made {
-            #expect(!made.contains(Self.synapse.prefix(16)) && !made.contains(Self.pem.prefix(16)), "\(name): made \(made.count) bytes of a seed into text")
+            #expect(
+                !made.contains(Self.synapse.prefix(16)) && !made.contains(Self.pem.prefix(16)),
+                "\(name): made \(made.count) bytes of a seed into text")
             #expect(made.utf8.count < 16, "\(name): \(made)")
         }
     }
@@ -148,7 +158,10 @@ struct KeyFileSecretHygieneTests {
 
     @Test("lines without a long base64 run are still echoed")
     func ordinaryLinesStillEchoed() throws {
-        #expect(throws: KeyFileError(path: "<fixture>", line: 6, .mismatchedEnd(begin: "MMR PRIVATE KEY", end: "-----END MATRIX PRIVATE KEY-----"))) {
+        #expect(
+            throws: KeyFileError(
+                path: "<fixture>", line: 6, .mismatchedEnd(begin: "MMR PRIVATE KEY", end: "-----END MATRIX PRIVATE KEY-----"))
+        ) {
             try KeyFile(fixture: BadKeys.mmr(BadKeys.mmrHeaders, end: "-----END MATRIX PRIVATE KEY-----"))
         }
         #expect(throws: KeyFileError(path: "<fixture>", line: 2, .keyIDNotEd25519("rsa:abcdefghijklmnopqrstuvwx"))) {

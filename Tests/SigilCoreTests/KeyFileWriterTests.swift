@@ -28,7 +28,8 @@ struct KeyFileWriterTests {
         let synapse = try write(try keys(KeyFixtures.synapse), .synapse)
         #expect(synapse == KeyFixtures.synapse)
         #expect(synapse.utf8.last != 0x0A)
-        #expect(try write(try keys(KeyFixtures.synapseLine(KeyFixtures.synapse1)), .synapse) == KeyFixtures.synapseLine(KeyFixtures.synapse1))
+        #expect(
+            try write(try keys(KeyFixtures.synapseLine(KeyFixtures.synapse1)), .synapse) == KeyFixtures.synapseLine(KeyFixtures.synapse1))
     }
 
     @Test("Synapse's own file (trailing LF) is rewritten without it")
@@ -39,12 +40,16 @@ struct KeyFileWriterTests {
     @Test("converting a Synapse key for MMR (generate_signing_key -input … -format mmr) pads the seed")
     func synapseToMMR() throws {
         let key = KeyFixtures.synapse1
-        let expected = "-----BEGIN MMR PRIVATE KEY-----\nKey-ID: ed25519:a_RVfN\nVersion: 1\n\n\(key.seedBase64)=\n-----END MMR PRIVATE KEY-----\n"
+        let expected =
+            "-----BEGIN MMR PRIVATE KEY-----\nKey-ID: ed25519:a_RVfN\nVersion: 1\n\n\(key.seedBase64)=\n-----END MMR PRIVATE KEY-----\n"
         #expect(try write(try keys(KeyFixtures.synapseLine(key)), .mmr) == expected)
-        let dendrite = "-----BEGIN MATRIX PRIVATE KEY-----\nKey-ID: ed25519:a_RVfN\n\n\(key.seedBase64)=\n-----END MATRIX PRIVATE KEY-----\n"
+        let dendrite =
+            "-----BEGIN MATRIX PRIVATE KEY-----\nKey-ID: ed25519:a_RVfN\n\n\(key.seedBase64)=\n-----END MATRIX PRIVATE KEY-----\n"
         #expect(try write(try keys(KeyFixtures.synapseLine(key)), .dendrite) == dendrite)
         // And back: the Synapse line drops the padding.
-        #expect(try write(try keys(KeyFixtures.mmrBlock(KeyFixtures.mmr1)), .synapse) == "ed25519 e5d0oC PJt0OaIImDJk8P/PDb4TNQHgI/1AA1C+AaQaABxAcgc")
+        #expect(
+            try write(try keys(KeyFixtures.mmrBlock(KeyFixtures.mmr1)), .synapse)
+                == "ed25519 e5d0oC PJt0OaIImDJk8P/PDb4TNQHgI/1AA1C+AaQaABxAcgc")
     }
 
     static let sources: [(String, KeyFileFormat)] = [

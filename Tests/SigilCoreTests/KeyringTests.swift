@@ -20,7 +20,8 @@ struct KeyringTests {
     func severalServers() throws {
         let keyring = try Self.keyring([
             Keyring.Source(serverName: "example.org", files: [try Self.file(KeyFixtures.synapse)]),
-            Keyring.Source(serverName: "media.example.org:8448", files: [try Self.file(KeyFixtures.mmrMulti), try Self.file(KeyFixtures.dendrite)]),
+            Keyring.Source(
+                serverName: "media.example.org:8448", files: [try Self.file(KeyFixtures.mmrMulti), try Self.file(KeyFixtures.dendrite)]),
             Keyring.Source(serverName: "[::1]:8448", files: [try Self.file("ed25519 1 \(TestKeys.specSeedBase64)")]),
         ])
         #expect(keyring.serverNames == ["[::1]:8448", "example.org", "media.example.org:8448"])
@@ -34,7 +35,10 @@ struct KeyringTests {
 
         let second = try #require(keyring.server("media.example.org:8448"))
         #expect(second.activeKeys.map(\.id.version) == ["e5d0oC", "CjtBYA", "1Pu3u3"])
-        #expect(second.activeKeys.map(\.publicKey.base64) == [KeyFixtures.mmr1.publicKey, KeyFixtures.mmr2.publicKey, KeyFixtures.dendrite1.publicKey])
+        #expect(
+            second.activeKeys.map(\.publicKey.base64) == [
+                KeyFixtures.mmr1.publicKey, KeyFixtures.mmr2.publicKey, KeyFixtures.dendrite1.publicKey,
+            ])
         #expect(second.signingKey.id.version == "e5d0oC")
 
         let third = try #require(keyring.server("[::1]:8448"))

@@ -41,11 +41,13 @@ struct XMatrixHeaderTests {
 
     @Test("server names with ports and IPv6 literals, quoted or not")
     func serverNamesWithColons() throws {
-        let a = try XMatrixAuthorization(parsing: "X-Matrix origin=example.org:8448,destination=[::1]:8448,key=ed25519:a_RVfN,sig=\(Self.sig)")
+        let a = try XMatrixAuthorization(
+            parsing: "X-Matrix origin=example.org:8448,destination=[::1]:8448,key=ed25519:a_RVfN,sig=\(Self.sig)")
         #expect(a.origin == "example.org:8448")
         #expect(a.destination == "[::1]:8448")
         #expect(a.keyID.version == "a_RVfN")
-        let b = try XMatrixAuthorization(parsing: #"X-Matrix origin="[2001:db8::1]",destination="1.2.3.4:5",key="ed25519:0",sig="\#(Self.sig)""#)
+        let b = try XMatrixAuthorization(
+            parsing: #"X-Matrix origin="[2001:db8::1]",destination="1.2.3.4:5",key="ed25519:0",sig="\#(Self.sig)""#)
         #expect(b.origin == "[2001:db8::1]")
         #expect(b.destination == "1.2.3.4:5")
     }
@@ -70,8 +72,14 @@ struct XMatrixHeaderTests {
         ("empty bare value", #"X-Matrix origin=,key="ed25519:1""#, XMatrixHeaderError(kind: .invalidValue, offset: 16)),
         ("control character in a quoted value", "X-Matrix origin=\"dom\u{1}ain\"", XMatrixHeaderError(kind: .invalidValue, offset: 20)),
         ("DEL in a quoted value", "X-Matrix origin=\"dom\u{7F}ain\"", XMatrixHeaderError(kind: .invalidValue, offset: 20)),
-        ("duplicate origin", #"X-Matrix origin="a",origin="b",key="ed25519:1",sig="\#(sig)""#, XMatrixHeaderError(kind: .duplicateParameter("origin"), offset: 20)),
-        ("duplicate in another case", #"X-Matrix origin="a",ORIGIN="a""#, XMatrixHeaderError(kind: .duplicateParameter("origin"), offset: 20)),
+        (
+            "duplicate origin", #"X-Matrix origin="a",origin="b",key="ed25519:1",sig="\#(sig)""#,
+            XMatrixHeaderError(kind: .duplicateParameter("origin"), offset: 20)
+        ),
+        (
+            "duplicate in another case", #"X-Matrix origin="a",ORIGIN="a""#,
+            XMatrixHeaderError(kind: .duplicateParameter("origin"), offset: 20)
+        ),
         ("duplicate unknown parameter", #"X-Matrix x=1,x=1,origin="a""#, XMatrixHeaderError(kind: .duplicateParameter("x"), offset: 13)),
         (
             "sig and signature", #"X-Matrix origin="domain",key="ed25519:1",sig="\#(sig)",signature="\#(sig)""#,
@@ -81,18 +89,39 @@ struct XMatrixHeaderTests {
         ("missing key", #"X-Matrix origin="domain",sig="\#(sig)""#, XMatrixHeaderError(kind: .missingParameter("key"), offset: 117)),
         ("missing sig", #"X-Matrix origin="domain",key="ed25519:1""#, XMatrixHeaderError(kind: .missingParameter("sig"), offset: 40)),
         ("everything missing", #"X-Matrix foo="bar""#, XMatrixHeaderError(kind: .missingParameter("origin"), offset: 18)),
-        ("invalid origin", #"X-Matrix origin="bad name",key="ed25519:1",sig="\#(sig)""#, XMatrixHeaderError(kind: .invalidOrigin, offset: 16)),
+        (
+            "invalid origin", #"X-Matrix origin="bad name",key="ed25519:1",sig="\#(sig)""#,
+            XMatrixHeaderError(kind: .invalidOrigin, offset: 16)
+        ),
         ("empty origin", #"X-Matrix origin="",key="ed25519:1",sig="\#(sig)""#, XMatrixHeaderError(kind: .invalidOrigin, offset: 16)),
         (
             "invalid destination", #"X-Matrix origin="domain",destination="example.org:",key="ed25519:1",sig="\#(sig)""#,
             XMatrixHeaderError(kind: .invalidDestination, offset: 37)
         ),
-        ("non-ed25519 key", #"X-Matrix origin="domain",key="rsa:1",sig="\#(sig)""#, XMatrixHeaderError(kind: .unsupportedKeyAlgorithm, offset: 29)),
-        ("key without version", #"X-Matrix origin="domain",key="ed25519:",sig="\#(sig)""#, XMatrixHeaderError(kind: .unsupportedKeyAlgorithm, offset: 29)),
-        ("sig not base64", #"X-Matrix origin="domain",key="ed25519:1",sig="\#(sig)!""#, XMatrixHeaderError(kind: .invalidSignature, offset: 45)),
-        ("sig too short", #"X-Matrix origin="domain",key="ed25519:1",sig="\#(sig.dropLast(4))""#, XMatrixHeaderError(kind: .invalidSignature, offset: 45)),
-        ("sig badly padded", #"X-Matrix origin="domain",key="ed25519:1",sig="\#(sig)=""#, XMatrixHeaderError(kind: .invalidSignature, offset: 45)),
-        ("sig URL-safe", #"X-Matrix origin="domain",key="ed25519:1",sig="\#(sig.replacing("/", with: "_"))""#, XMatrixHeaderError(kind: .invalidSignature, offset: 45)),
+        (
+            "non-ed25519 key", #"X-Matrix origin="domain",key="rsa:1",sig="\#(sig)""#,
+            XMatrixHeaderError(kind: .unsupportedKeyAlgorithm, offset: 29)
+        ),
+        (
+            "key without version", #"X-Matrix origin="domain",key="ed25519:",sig="\#(sig)""#,
+            XMatrixHeaderError(kind: .unsupportedKeyAlgorithm, offset: 29)
+        ),
+        (
+            "sig not base64", #"X-Matrix origin="domain",key="ed25519:1",sig="\#(sig)!""#,
+            XMatrixHeaderError(kind: .invalidSignature, offset: 45)
+        ),
+        (
+            "sig too short", #"X-Matrix origin="domain",key="ed25519:1",sig="\#(sig.dropLast(4))""#,
+            XMatrixHeaderError(kind: .invalidSignature, offset: 45)
+        ),
+        (
+            "sig badly padded", #"X-Matrix origin="domain",key="ed25519:1",sig="\#(sig)=""#,
+            XMatrixHeaderError(kind: .invalidSignature, offset: 45)
+        ),
+        (
+            "sig URL-safe", #"X-Matrix origin="domain",key="ed25519:1",sig="\#(sig.replacing("/", with: "_"))""#,
+            XMatrixHeaderError(kind: .invalidSignature, offset: 45)
+        ),
     ]
 
     @Test("malformed headers name the problem and the byte", arguments: rejected)

@@ -58,10 +58,12 @@ struct XMatrixSigningTests {
     func exactHeader() throws {
         let signer = XMatrixSigner()
         let signed = try signer.sign(
-            origin: "domain", destination: "example.org", method: "GET", uri: "/_matrix/federation/v1/media/download/abc123", key: try TestKeys.spec())
+            origin: "domain", destination: "example.org", method: "GET", uri: "/_matrix/federation/v1/media/download/abc123",
+            key: try TestKeys.spec())
         #expect(
             signed.header
-                == #"X-Matrix origin="domain",destination="example.org",key="ed25519:1",sig="UxgQZoKQVT7ekj4hjL7QlLRJwA7YaGP7mDBBXDITiGiVDxcGOep/LlSrlzfWGQ6GvgeMdydmBp2v9r+rHdKhDA""#)
+                == #"X-Matrix origin="domain",destination="example.org",key="ed25519:1",sig="UxgQZoKQVT7ekj4hjL7QlLRJwA7YaGP7mDBBXDITiGiVDxcGOep/LlSrlzfWGQ6GvgeMdydmBp2v9r+rHdKhDA""#
+        )
     }
 
     @Test("content is omitted when nil (never null or {}), and canonicalised when given")
@@ -69,8 +71,10 @@ struct XMatrixSigningTests {
         let key = try TestKeys.spec()
         let signer = XMatrixSigner()
         func sig(_ content: String?) throws -> String {
-            try signer.sign(origin: "domain", destination: "example.org", method: "PUT", uri: "/_matrix/federation/v1/send/1",
-                content: content.map { Array($0.utf8) }, key: key).signature.base64
+            try signer.sign(
+                origin: "domain", destination: "example.org", method: "PUT", uri: "/_matrix/federation/v1/send/1",
+                content: content.map { Array($0.utf8) }, key: key
+            ).signature.base64
         }
         let absent = try sig(nil)
         #expect(try sig("null") != absent)
@@ -97,7 +101,9 @@ struct XMatrixSigningTests {
             let signed = try signer.sign(
                 origin: origin, destination: destination, method: method, uri: uri, content: content.map { Array($0.utf8) }, key: key)
             var object: JSONObject = try #require(
-                JSONObject([("origin", .string(origin)), ("destination", .string(destination)), ("method", .string(method)), ("uri", .string(uri))]))
+                JSONObject([
+                    ("origin", .string(origin)), ("destination", .string(destination)), ("method", .string(method)), ("uri", .string(uri)),
+                ]))
             if let content { object["content"] = try JSONValue(parsing: content) }
             #expect(signed.signature == key.sign(object.canonicalBytes), "\(method) \(uri)")
             #expect(key.publicKey.verify(signature: signed.signature.bytes, message: object.canonicalBytes))
@@ -163,7 +169,8 @@ struct XMatrixSigningTests {
         ]
         for (content, error) in cases {
             #expect(throws: XMatrixRequestError.invalidContent(error)) {
-                try signer.sign(origin: "domain", destination: "example.org", method: "PUT", uri: "/x", content: Array(content.utf8), key: key)
+                try signer.sign(
+                    origin: "domain", destination: "example.org", method: "PUT", uri: "/x", content: Array(content.utf8), key: key)
             }
         }
         // The signer still works after errors.
@@ -205,6 +212,8 @@ struct XMatrixSigningTests {
         #expect(XMatrixRequestError.invalidOrigin.description == "origin is not a valid Matrix server name")
         #expect(XMatrixRequestError.invalidMethod.description.contains("HTTP token"))
         #expect(XMatrixRequestError.invalidURI.description.contains("starting with '/'"))
-        #expect(XMatrixRequestError.invalidContent(JSONError(.unexpectedEnd, at: 1)).description == "content is not valid JSON: unexpected end of input at byte 1")
+        #expect(
+            XMatrixRequestError.invalidContent(JSONError(.unexpectedEnd, at: 1)).description
+                == "content is not valid JSON: unexpected end of input at byte 1")
     }
 }

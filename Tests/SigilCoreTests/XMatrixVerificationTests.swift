@@ -21,7 +21,9 @@ struct XMatrixVerificationTests {
             publicKeys: specKeys)
     }
 
-    static func header(origin: String = "domain", destination: String? = "example.org", key: String = "ed25519:1", sig: String = download.signature) -> String {
+    static func header(
+        origin: String = "domain", destination: String? = "example.org", key: String = "ed25519:1", sig: String = download.signature
+    ) -> String {
         let dest = destination.map { #",destination="\#($0)""# } ?? ""
         return #"X-Matrix origin="\#(origin)"\#(dest),key="\#(key)",sig="\#(sig)""#
     }
@@ -139,7 +141,9 @@ struct XMatrixVerificationTests {
         #expect(Self.verify(["X-Matrix\torigin=\"domain\""]) == .malformed(XMatrixHeaderError(kind: .missingSpace, offset: 8)))
         // A first token that is not exactly X-Matrix is another scheme, not a malformed X-Matrix.
         #expect(Self.verify(["X-Matrixorigin=\"domain\""]) == .missingAuthorization)
-        #expect(Self.verify([Self.download.header, "X-Matrix origin=\"domain\""]) == .malformed(XMatrixHeaderError(kind: .missingParameter("key"), offset: 24)))
+        #expect(
+            Self.verify([Self.download.header, "X-Matrix origin=\"domain\""])
+                == .malformed(XMatrixHeaderError(kind: .missingParameter("key"), offset: 24)))
         let padded = Self.header(sig: Self.download.signature + "=")
         #expect(Self.verify([padded]) == .malformed(XMatrixHeaderError(kind: .invalidSignature, offset: 71)))
     }
@@ -159,14 +163,19 @@ struct XMatrixVerificationTests {
         let key = try TestKeys.random(version: "rt")
         let lookup: (String, KeyID) -> PublicKey? = { origin, id in origin == "a.example:8448" && id == key.id ? key.publicKey : nil }
         let signer = XMatrixSigner()
-        for (method, uri, content) in [("GET", "/x?y=1", nil), ("PUT", "/send/1", #"{"pdus":[{"a":1}]}"#), ("POST", "/", "[]")] as [(String, String, String?)] {
+        for (method, uri, content) in [("GET", "/x?y=1", nil), ("PUT", "/send/1", #"{"pdus":[{"a":1}]}"#), ("POST", "/", "[]")]
+            as [(String, String, String?)]
+        {
             let body = content.map { Array($0.utf8) }
             let signed = try signer.sign(origin: "a.example:8448", destination: "[::1]", method: method, uri: uri, content: body, key: key)
             #expect(
-                XMatrixVerifier.verify(authorizations: [signed.header], method: method, uri: uri, destination: "[::1]", content: body, publicKeys: lookup)
+                XMatrixVerifier.verify(
+                    authorizations: [signed.header], method: method, uri: uri, destination: "[::1]", content: body, publicKeys: lookup)
                     == .valid(origin: "a.example:8448", keyID: key.id))
             #expect(
-                XMatrixVerifier.verify(authorizations: [signed.header], method: method, uri: uri + "z", destination: "[::1]", content: body, publicKeys: lookup)
+                XMatrixVerifier.verify(
+                    authorizations: [signed.header], method: method, uri: uri + "z", destination: "[::1]", content: body, publicKeys: lookup
+                )
                     == .badSignature(key.id))
         }
     }

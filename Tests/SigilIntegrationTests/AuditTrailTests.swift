@@ -62,7 +62,8 @@ extension DaemonEndToEnd {
             #expect(eventually(timeout: 5) { Self.records(path).count == 3 }, "\(Self.records(path))")
             let records = Self.records(path)
             let signed = try #require(records.first { $0["op"] as? String == "sign_request" && $0["outcome"] as? String == "ok" })
-            #expect(signed["uid"] as? Int == Int(getuid()) && signed["gid"] as? Int == Int(getgid()) && signed["pid"] as? Int == Int(getpid()))
+            #expect(
+                signed["uid"] as? Int == Int(getuid()) && signed["gid"] as? Int == Int(getgid()) && signed["pid"] as? Int == Int(getpid()))
             #expect(signed["listener"] as? String == "main")
             #expect(signed["server"] as? String == "domain" && signed["key_id"] as? String == "ed25519:1")
             #expect(signed["method"] as? String == "GET" && signed["destination"] as? String == "example.org")
@@ -81,7 +82,8 @@ extension DaemonEndToEnd {
 
         @Test("uri: digest records the uri's SHA-256, not the uri")
         func digest() throws {
-            let daemon = try DaemonFixture(config: Self.config("audit:\n  file: {dir}/audit.jsonl\n  uri: digest"), files: ["spec.key": TestKeys.specSynapseFile])
+            let daemon = try DaemonFixture(
+                config: Self.config("audit:\n  file: {dir}/audit.jsonl\n  uri: digest"), files: ["spec.key": TestKeys.specSynapseFile])
             defer { daemon.stop() }
             _ = try daemon.client().signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI)
             let path = daemon.directory.file("audit.jsonl")
@@ -120,7 +122,8 @@ extension DaemonEndToEnd {
 
         @Test("SIGHUP reopens the file: after logrotate moves it, records go to a new one")
         func reopen() throws {
-            let daemon = try DaemonFixture(config: Self.config("audit:\n  file: {dir}/audit.jsonl"), files: ["spec.key": TestKeys.specSynapseFile])
+            let daemon = try DaemonFixture(
+                config: Self.config("audit:\n  file: {dir}/audit.jsonl"), files: ["spec.key": TestKeys.specSynapseFile])
             defer { daemon.stop() }
             let client = daemon.client()
             let path = daemon.directory.file("audit.jsonl")
@@ -141,7 +144,8 @@ extension DaemonEndToEnd {
             let journal = try NotifyReceiver(address: scratch.file("journal.sock"))
             defer { journal.close() }
             let daemon = try DaemonFixture(
-                config: Self.config("audit:\n  journal: true\n  journal_socket: \(journal.address)"), files: ["spec.key": TestKeys.specSynapseFile])
+                config: Self.config("audit:\n  journal: true\n  journal_socket: \(journal.address)"),
+                files: ["spec.key": TestKeys.specSynapseFile])
             defer { daemon.stop() }
             _ = try daemon.client().signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI)
             #expect(journal.wait(timeout: 5) { $0.contains { $0.contains("SIGIL_AUDIT=1") } }, "\(journal.messages)")
@@ -155,7 +159,8 @@ extension DaemonEndToEnd {
         @Test("an audit file that cannot be opened stops the start, naming it")
         func unopenable() throws {
             let daemon = try DaemonFixture(
-                config: Self.config("audit:\n  file: /nonexistent-directory/audit.jsonl"), files: ["spec.key": TestKeys.specSynapseFile], waitForReady: false)
+                config: Self.config("audit:\n  file: /nonexistent-directory/audit.jsonl"), files: ["spec.key": TestKeys.specSynapseFile],
+                waitForReady: false)
             defer { daemon.stop() }
             #expect(daemon.waitForExit(timeout: 10) == 1)
             #expect(daemon.log.contains("audit: open(/nonexistent-directory/audit.jsonl)"), "\(daemon.log)")

@@ -14,7 +14,8 @@ extension DaemonEndToEnd {
         static func runJSON(_ arguments: [String]) throws -> (object: [String: Any], output: String) {
             let result = try run(bench, ["run"] + arguments + ["--json"], timeout: 120)
             #expect(result.status == 0, "\(result.output)")
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.output)")
+            let object = try #require(
+                try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.output)")
             return (object, result.output)
         }
 
@@ -25,7 +26,8 @@ extension DaemonEndToEnd {
             let daemon = try DaemonFixture.quickStart(limits: "  frames_per_turn: 4")
             defer { daemon.stop() }
             let (report, output) = try Self.runJSON([
-                "--socket", daemon.socketPath, "--depth", "64", "--duration", "1", "--rounds", "1", "--warmup", "0.2", "--baseline-seconds", "0.2",
+                "--socket", daemon.socketPath, "--depth", "64", "--duration", "1", "--rounds", "1", "--warmup", "0.2", "--baseline-seconds",
+                "0.2",
             ])
             let completed = try #require(report["completed"] as? Int, "\(output)")
             #expect(completed > 100, "\(output)")
@@ -48,7 +50,8 @@ extension DaemonEndToEnd {
             let before = Self.loopAffinity(pid: daemon.pid)
             #expect(before != nil)
             let (report, output) = try Self.runJSON([
-                "--socket", daemon.socketPath, "--depth", "64", "--duration", "1", "--rounds", "2", "--warmup", "0.2", "--same-core", "--wait", "poll",
+                "--socket", daemon.socketPath, "--depth", "64", "--duration", "1", "--rounds", "2", "--warmup", "0.2", "--same-core",
+                "--wait", "poll",
             ])
             #expect(report["yardstick"] as? String == "same-core", "\(output)")
             #expect(report["errors"] as? Int == 0, "\(output)")
@@ -92,7 +95,8 @@ extension DaemonEndToEnd {
         func daemonGoesAway() throws {
             let daemon = try DaemonFixture.quickStart()
             let process = try ChildProcess(
-                Self.bench, ["run", "--socket", daemon.socketPath, "--no-baseline", "--duration", "20", "--warmup", "0.2", "--rounds", "1"],
+                Self.bench,
+                ["run", "--socket", daemon.socketPath, "--no-baseline", "--duration", "20", "--warmup", "0.2", "--rounds", "1"],
                 stderr: .capture)
             usleep(1_500_000)
             daemon.signal(SIGKILL)

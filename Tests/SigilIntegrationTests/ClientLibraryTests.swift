@@ -39,7 +39,9 @@ extension DaemonEndToEnd {
         }
 
         /// The message of an `.invalidRequest`, or nil (and an issue) for any other outcome.
-        static func invalidRequestMessage<T>(_ name: String, _ result: Result<T, SigilClientError>, sourceLocation: SourceLocation = #_sourceLocation) -> String? {
+        static func invalidRequestMessage<T>(
+            _ name: String, _ result: Result<T, SigilClientError>, sourceLocation: SourceLocation = #_sourceLocation
+        ) -> String? {
             if case .failure(.invalidRequest(let message)) = result { return message }
             Issue.record("\(name): expected invalidRequest, got \(result)", sourceLocation: sourceLocation)
             return nil
@@ -48,13 +50,14 @@ extension DaemonEndToEnd {
         /// Whether every thread of a process is in the stopped state (SIGSTOP takes effect asynchronously).
         static func isStopped(pid: Int32) -> Bool {
             let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
-            return !tasks.isEmpty && tasks.allSatisfy { task in
-                // The state follows the command name, which is in parentheses and may hold spaces.
-                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
-                    let close = stat.lastIndex(of: ")")
-                else { return false }
-                return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("T")
-            }
+            return !tasks.isEmpty
+                && tasks.allSatisfy { task in
+                    // The state follows the command name, which is in parentheses and may hold spaces.
+                    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
+                        let close = stat.lastIndex(of: ")")
+                    else { return false }
+                    return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("T")
+                }
         }
 
         static func isConnectionClosed<T>(_ result: Result<T, SigilClientError>) -> Bool {
@@ -66,14 +69,17 @@ extension DaemonEndToEnd {
         /// the refusal must name.
         static var oversizeRequests: [(name: String, request: Request, field: String)] {
             let given = GivenKey(server: "domain", id: "ed25519:1", publicKey: key)
-            func signRequest(origin: String = "domain", destination: String = "example.org", method: String = "GET", uri: String = "/") -> Request {
+            func signRequest(origin: String = "domain", destination: String = "example.org", method: String = "GET", uri: String = "/")
+                -> Request
+            {
                 .signRequest(SignRequestParams(origin: origin, destination: destination, method: method, uri: uri))
             }
             func verifyRequest(
                 authorizations: [String] = ["X-Matrix origin=a"], method: String = "GET", uri: String = "/", destination: String = "domain",
                 keys: [GivenKey] = []
             ) -> Request {
-                .verifyRequest(VerifyRequestParams(authorizations: authorizations, method: method, uri: uri, destination: destination, keys: keys))
+                .verifyRequest(
+                    VerifyRequestParams(authorizations: authorizations, method: method, uri: uri, destination: destination, keys: keys))
             }
             return [
                 ("hello", .hello(clientName: long), "client_name"),
@@ -84,22 +90,39 @@ extension DaemonEndToEnd {
                 ("sign_json", .signJSON(server: long, json: Array("{}".utf8)), "server_name"),
                 ("sign_raw server", .signRaw(server: long, keyID: nil, message: [1]), "server_name"),
                 ("sign_raw key ID", .signRaw(server: "domain", keyID: long, message: [1]), "key_id"),
-                ("verify by key ID: server", .verify(VerifyParams(key: .keyID(server: long, id: "ed25519:1"), message: [], signature: [])), "server_name"),
-                ("verify by key ID: key ID", .verify(VerifyParams(key: .keyID(server: "domain", id: wide), message: [], signature: [])), "key_id"),
+                (
+                    "verify by key ID: server",
+                    .verify(VerifyParams(key: .keyID(server: long, id: "ed25519:1"), message: [], signature: [])), "server_name"
+                ),
+                (
+                    "verify by key ID: key ID", .verify(VerifyParams(key: .keyID(server: "domain", id: wide), message: [], signature: [])),
+                    "key_id"
+                ),
                 ("verify_json server", .verifyJSON(VerifyJSONParams(server: long, keys: [], json: Array("{}".utf8))), "server_name"),
-                ("verify_json key ID", .verifyJSON(VerifyJSONParams(server: "domain", keys: [(long, key)], json: Array("{}".utf8))), "key_id"),
+                (
+                    "verify_json key ID", .verifyJSON(VerifyJSONParams(server: "domain", keys: [(long, key)], json: Array("{}".utf8))),
+                    "key_id"
+                ),
                 (
                     "verify_json 65536 keys",
-                    .verifyJSON(VerifyJSONParams(server: "domain", keys: Array(repeating: ("ed25519:1", key), count: 65_536), json: Array("{}".utf8))),
+                    .verifyJSON(
+                        VerifyJSONParams(
+                            server: "domain", keys: Array(repeating: ("ed25519:1", key), count: 65_536), json: Array("{}".utf8))),
                     "key_count"
                 ),
-                ("verify_request 65536 headers", verifyRequest(authorizations: Array(repeating: "X-Matrix", count: 65_536)), "header_count"),
+                (
+                    "verify_request 65536 headers", verifyRequest(authorizations: Array(repeating: "X-Matrix", count: 65_536)),
+                    "header_count"
+                ),
                 ("verify_request header", verifyRequest(authorizations: ["X-Matrix origin=a", long]), "authorization"),
                 ("verify_request method", verifyRequest(method: long), "method"),
                 ("verify_request uri", verifyRequest(uri: long), "uri"),
                 ("verify_request destination", verifyRequest(destination: long), "destination"),
                 ("verify_request 65536 keys", verifyRequest(keys: Array(repeating: given, count: 65_536)), "key_count"),
-                ("verify_request key origin", verifyRequest(keys: [given, GivenKey(server: long, id: "ed25519:1", publicKey: key)]), "origin"),
+                (
+                    "verify_request key origin", verifyRequest(keys: [given, GivenKey(server: long, id: "ed25519:1", publicKey: key)]),
+                    "origin"
+                ),
                 ("verify_request key ID", verifyRequest(keys: [GivenKey(server: "domain", id: long, publicKey: key)]), "key_id"),
                 ("key_document", .keyDocument(server: long, validUntilTS: 0), "server_name"),
             ]
@@ -125,7 +148,8 @@ extension DaemonEndToEnd {
                 _ = Self.invalidRequestMessage("\(name) (async)", asynchronous)
             }
             // In a batch, the refusal names the item; nothing of the batch is sent.
-            let fine = Request.signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/x"))
+            let fine = Request.signRequest(
+                SignRequestParams(origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/x"))
             let bad = Request.signRequest(SignRequestParams(origin: "domain", destination: Self.long, uri: "/"))
             let batch = Self.outcome { () throws(SigilClientError) in try connection.sendBatch([fine, fine, bad], timeout: 10) }
             if let message = Self.invalidRequestMessage("batch", batch) {
@@ -134,16 +158,21 @@ extension DaemonEndToEnd {
             // The same through SigilClient's typed operations.
             let client = daemon.client(timeout: 10)
             defer { client.close() }
-            _ = Self.invalidRequestMessage("SigilClient.hello", Self.outcome { () throws(SigilClientError) in try client.hello(clientName: Self.wide) })
+            _ = Self.invalidRequestMessage(
+                "SigilClient.hello", Self.outcome { () throws(SigilClientError) in try client.hello(clientName: Self.wide) })
             _ = Self.invalidRequestMessage(
                 "SigilClient.signRequest",
-                Self.outcome { () throws(SigilClientError) in try client.signRequest(origin: "domain", destination: "example.org", uri: "/" + Self.long) })
+                Self.outcome { () throws(SigilClientError) in
+                    try client.signRequest(origin: "domain", destination: "example.org", uri: "/" + Self.long)
+                })
             _ = Self.invalidRequestMessage(
                 "SigilClient.verifyJSON",
                 Self.outcome { () throws(SigilClientError) in
-                    try client.verifyJSON(VerifyJSONParams(server: "domain", keys: Array(repeating: ("ed25519:1", Self.key), count: 70_000), json: []))
+                    try client.verifyJSON(
+                        VerifyJSONParams(server: "domain", keys: Array(repeating: ("ed25519:1", Self.key), count: 70_000), json: []))
                 })
-            _ = Self.invalidRequestMessage("SigilClient.keyDocument", Self.outcome { () throws(SigilClientError) in try client.keyDocument(server: Self.long) })
+            _ = Self.invalidRequestMessage(
+                "SigilClient.keyDocument", Self.outcome { () throws(SigilClientError) in try client.keyDocument(server: Self.long) })
             // Nothing was left waiting, and both still work.
             #expect(connection.pendingCount == 0)
             #expect(try connection.send(.ping(payload: [1]), timeout: 10) == .pong(payload: [1]))
@@ -176,7 +205,9 @@ extension DaemonEndToEnd {
             daemon.signal(SIGSTOP)
             #expect(eventually { Self.isStopped(pid: daemon.pid) }, "sigild did not stop")
             for index in 0..<5 {
-                let late = Self.outcome { () throws(SigilClientError) in try connection.send(.ping(payload: Array("late \(index)".utf8)), timeout: 0.2) }
+                let late = Self.outcome { () throws(SigilClientError) in
+                    try connection.send(.ping(payload: Array("late \(index)".utf8)), timeout: 0.2)
+                }
                 #expect(late == .failure(.timedOut(seconds: 0.2)))
                 #expect(connection.pendingCount == 0)
             }
@@ -232,7 +263,9 @@ extension DaemonEndToEnd {
             #expect(closedInHandler.current)
             #expect(connection.isClosed)
             #expect(connection.pendingCount == 0)
-            #expect(Self.isConnectionClosed(Self.outcome { () throws(SigilClientError) in try connection.send(.ping(payload: []), timeout: 10) }))
+            #expect(
+                Self.isConnectionClosed(
+                    Self.outcome { () throws(SigilClientError) in try connection.send(.ping(payload: []), timeout: 10) }))
             connection.close()  // again, from another thread: harmless
         }
 
@@ -324,7 +357,9 @@ extension DaemonEndToEnd {
                     case submitters + 1:
                         // Blocking sends with timeouts short enough to race their answers.
                         for _ in 0..<perThread {
-                            let result = Self.outcome { () throws(SigilClientError) in try connection.send(.ping(payload: [9]), timeout: 0.001) }
+                            let result = Self.outcome { () throws(SigilClientError) in
+                                try connection.send(.ping(payload: [9]), timeout: 0.001)
+                            }
                             switch result {
                             case .success(.pong): answered.update { $0 += 1 }
                             case .failure(.connectionClosed): refused.update { $0 += 1 }
@@ -337,7 +372,9 @@ extension DaemonEndToEnd {
                             let slot = thread * perThread + n
                             let request: Request =
                                 n % 3 == 0
-                                ? .signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/\(n)"))
+                                ? .signRequest(
+                                    SignRequestParams(
+                                        origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/\(n)"))
                                 : .ping(payload: Array("\(slot)".utf8))
                             connection.submit([request]) { result in
                                 calls.update { $0[slot] += 1 }
@@ -355,7 +392,9 @@ extension DaemonEndToEnd {
                 #expect(calls.current.allSatisfy { $0 == 1 }, "iteration \(iteration): completions per request \(Set(calls.current))")
                 #expect(connection.isClosed)
                 #expect(connection.pendingCount == 0)
-                #expect(Self.isConnectionClosed(Self.outcome { () throws(SigilClientError) in try connection.send(.ping(payload: []), timeout: 10) }))
+                #expect(
+                    Self.isConnectionClosed(
+                        Self.outcome { () throws(SigilClientError) in try connection.send(.ping(payload: []), timeout: 10) }))
             }
             victims.stop()
             // Both sides of the race happened: some requests were answered, some cut off by the close.
@@ -380,7 +419,9 @@ extension DaemonEndToEnd {
 
             #expect(first.stop() == 0)
             #expect(eventually { connection.isClosed }, "the reader must notice the daemon closing the connection")
-            #expect(Self.isConnectionClosed(Self.outcome { () throws(SigilClientError) in try connection.send(.ping(payload: [3]), timeout: 10) }))
+            #expect(
+                Self.isConnectionClosed(
+                    Self.outcome { () throws(SigilClientError) in try connection.send(.ping(payload: [3]), timeout: 10) }))
             #expect(connection.pendingCount == 0)
             // While the daemon is down, the client's requests fail: on its old connection, or connecting anew.
             let whileDown = Self.outcome { () throws(SigilClientError) in try client.ping([4]) }

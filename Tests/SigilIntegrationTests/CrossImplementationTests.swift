@@ -1,19 +1,22 @@
-import SigilTestSupport
 import Foundation
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// Sigil against Synapse's own signing library (python-signedjson on PyNaCl, from Debian):
 /// key files written by our tools load there, and both sides produce byte-identical canonical
 /// JSON, signatures, X-Matrix signatures and key documents.
-@Suite("Cross-implementation: python-signedjson and PyNaCl", .enabled(if: Python.available, "needs /usr/bin/python3 with python3-signedjson, python3-canonicaljson, python3-nacl"))
+@Suite(
+    "Cross-implementation: python-signedjson and PyNaCl",
+    .enabled(if: Python.available, "needs /usr/bin/python3 with python3-signedjson, python3-canonicaljson, python3-nacl"))
 struct CrossImplementationTests {
     @Test("a Synapse-format key from generate_signing_key signs identically in Synapse's library")
     func synapseKeyFile() throws {
         let dir = TemporaryDirectory()
         let keyPath = dir.file("synapse.key")
         try #require(run(Binaries.path("generate_signing_key"), ["-format", "synapse", "-output", keyPath]).status == 0)
-        let document = #"{"content":{"body":"héllo \u2028 / \"q\""},"origin_server_ts":1700000000000,"type":"m.room.message","unsigned":{"age":3}}"#
+        let document =
+            #"{"content":{"body":"héllo \u2028 / \"q\""},"origin_server_ts":1700000000000,"type":"m.room.message","unsigned":{"age":3}}"#
         let ours = try run(Binaries.path("sigil"), ["sign-json", "--key", keyPath, "--server", "example.org"], input: document)
         try #require(ours.status == 0, "\(ours.stderr)")
         let theirs = try Python.run(
@@ -66,7 +69,9 @@ struct CrossImplementationTests {
             ("GET", "/_matrix/federation/v1/media/thumbnail/abc?width=32&height=32&method=crop", nil),
             ("PUT", "/_matrix/federation/v1/send/1", #"{"pdus":[],"edus":[{"edu_type":"m.typing","content":{"typing":true}}]}"#),
         ] as [(String, String, String?)] {
-            var arguments = ["x-matrix", "--key", keyPath, "--origin", "domain", "--destination", "example.org:8448", "--method", method, "--uri", uri]
+            var arguments = [
+                "x-matrix", "--key", keyPath, "--origin", "domain", "--destination", "example.org:8448", "--method", method, "--uri", uri,
+            ]
             if let content { arguments += ["--content", dir.write("body.json", content, mode: 0o644)] }
             let ours = try run(Binaries.path("sigil"), arguments)
             try #require(ours.status == 0, "\(ours.stderr)")
@@ -128,7 +133,9 @@ enum Python {
 
 /// Random JSON within what both sides accept (integers only, any Unicode in strings).
 enum RandomDocument {
-    static let pieces: [String] = ["a", "Z", "é", "e\u{301}", "日本", "😀", "\u{2028}", "\u{7F}", "\"", "\\", "/", "\n", "\u{1}", "\t", " ", "ﬁ"]
+    static let pieces: [String] = [
+        "a", "Z", "é", "e\u{301}", "日本", "😀", "\u{2028}", "\u{7F}", "\"", "\\", "/", "\n", "\u{1}", "\t", " ", "ﬁ",
+    ]
 
     static func string(using rng: inout SystemRandomNumberGenerator) -> String {
         (0..<Int.random(in: 0...4, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()

@@ -1,7 +1,7 @@
-import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// Access rules against real peer credentials: the default (only the daemon's own uid), the
@@ -60,7 +60,9 @@ extension DaemonEndToEnd {
             #expect(Set(info.operations) == Set(Opcode.allCases).subtracting([.signRaw, .signJSON]))
             #expect(info.servers == ["domain"])
             #expect(try client.ping([7]) == [7])
-            #expect(try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI).header == SpecVectors.mediaHeader)
+            #expect(
+                try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI).header
+                    == SpecVectors.mediaHeader)
             Self.expectDenied("sign_json without a grant") { _ = try client.signJSON(server: "domain", json: Array("{}".utf8)) }
             Self.expectDenied("sign_raw without a grant") { _ = try client.signRaw(server: "domain", message: [1]) }
             #expect(daemon.waitForLog("refused sign_raw"))
@@ -70,7 +72,9 @@ extension DaemonEndToEnd {
             #expect(try statsObject(client).int("denied") == 2)
         }
 
-        @Test("a uid that floods refusals, on one connection or many: 5 are logged one by one, the rest in one summary line; STATS counts all")
+        @Test(
+            "a uid that floods refusals, on one connection or many: 5 are logged one by one, the rest in one summary line; STATS counts all"
+        )
         func refusalLoggingIsSummarised() throws {
             let daemon = try DaemonFixture.quickStart()
             defer { daemon.stop() }
@@ -111,11 +115,16 @@ extension DaemonEndToEnd {
                     """,
                 files: ["spec.key": TestKeys.specSynapseFile], directory: directory)
             defer { daemon.stop() }
-            let (ping, pid) = try runReportingPID(Privileges.setpriv, Array(Privileges.asNobody.dropFirst()) + [Binaries.path("sigil"), "ping", "--socket", daemon.socketPath])
+            let (ping, pid) = try runReportingPID(
+                Privileges.setpriv,
+                Array(Privileges.asNobody.dropFirst()) + [Binaries.path("sigil"), "ping", "--socket", daemon.socketPath])
             #expect(ping.status != 0)
             // The caller is told why, not just disconnected.
             #expect(ping.stderr.contains("DENIED: no access rule of listener main matches uid 65534 gid 65534"), "\(ping.output)")
-            #expect(daemon.waitForLog("refused a connection on listener main from uid 65534 gid 65534 pid \(pid): no access rule of the listener matches it"), "\(daemon.log)")
+            #expect(
+                daemon.waitForLog(
+                    "refused a connection on listener main from uid 65534 gid 65534 pid \(pid): no access rule of the listener matches it"),
+                "\(daemon.log)")
             #expect(try statsObject(daemon.client()).int("connections", "refused") == 1)
             // We (the daemon's uid) are still served.
             #expect(try daemon.client().ping([1]) == [1])
@@ -151,7 +160,8 @@ extension DaemonEndToEnd {
             // The same user without the group: no rule can match it, so its connection is refused.
             let outsider = try run(Privileges.setpriv, Array(Privileges.asNobody.dropFirst()) + sigil)
             #expect(outsider.status != 0)
-            #expect(daemon.waitForLog("refused a connection on listener main from uid 65534 gid 65534 pid \(outsider.pid)"), "\(daemon.log)")
+            #expect(
+                daemon.waitForLog("refused a connection on listener main from uid 65534 gid 65534 pid \(outsider.pid)"), "\(daemon.log)")
         }
 
         @Test("sign_request limited by servers, methods and uri prefixes; dot segments never match a prefix")
@@ -191,7 +201,10 @@ extension DaemonEndToEnd {
                 #expect(SpecVectors.isSpecSignature(signed, uri: uri), "\(uri)")
             }
             var refusals = 0
-            func refuse(_ what: String, origin: String = "domain", method: String = "GET", uri: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            func refuse(
+                _ what: String, origin: String = "domain", method: String = "GET", uri: String,
+                sourceLocation: SourceLocation = #_sourceLocation
+            ) {
                 let client = daemon.client()
                 defer { client.close() }
                 Self.expectDenied(what, sourceLocation: sourceLocation) {
@@ -229,7 +242,8 @@ extension DaemonEndToEnd {
             #expect(lines.contains { $0.contains("method or uri outside the granted prefixes") })
             let summary = try #require(Self.summaryLines(daemon.log, uid: getuid()).first)
             #expect(Self.summarised(summary) == refusals - 5, "\(summary)")
-            #expect(summary.contains("list_keys ×1") && summary.contains("key_document ×1") && summary.contains("sign_json ×1"), "\(summary)")
+            #expect(
+                summary.contains("list_keys ×1") && summary.contains("key_document ×1") && summary.contains("sign_json ×1"), "\(summary)")
             #expect(try statsObject(client).int("denied") == refusals)
         }
 
@@ -254,14 +268,18 @@ extension DaemonEndToEnd {
             let media = "/_matrix/federation/v1/media/"
             let attacks = [
                 media + "..%2f..%2fsend/txn1", media + "%2e%2e%2fsend/txn1", media + "..;/send/txn1", media + "..\\send\\txn1",
-                media + "..%5csend%5ctxn1", media + "%252e%252e/send/txn1", media + "%u002e%u002e/send/txn1", media + "download/..%2F..%2F..%2Fkey/v2/server",
+                media + "..%5csend%5ctxn1", media + "%252e%252e/send/txn1", media + "%u002e%u002e/send/txn1",
+                media + "download/..%2F..%2F..%2Fkey/v2/server",
             ]
             let client = daemon.client()
             for uri in attacks {
                 Self.expectDenied(uri) { _ = try client.signRequest(origin: "domain", destination: "example.org", uri: uri) }
             }
             // The ordinary media request still signs.
-            #expect(SpecVectors.isSpecSignature(try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI), uri: SpecVectors.mediaURI))
+            #expect(
+                SpecVectors.isSpecSignature(
+                    try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI),
+                    uri: SpecVectors.mediaURI))
             #expect(try statsObject(client).int("denied") == attacks.count)
         }
 
@@ -291,19 +309,27 @@ extension DaemonEndToEnd {
             defer { daemon.stop() }
             let sigil = Binaries.path("sigil")
             func asNobody(_ arguments: [String], input: String? = nil) throws -> (result: ProcessResult, pid: Int32) {
-                try runReportingPID(Privileges.setpriv, Array(Privileges.asNobody.dropFirst()) + [sigil] + arguments + ["--socket", daemon.socketPath], input: input)
+                try runReportingPID(
+                    Privileges.setpriv, Array(Privileges.asNobody.dropFirst()) + [sigil] + arguments + ["--socket", daemon.socketPath],
+                    input: input)
             }
 
-            let (inside, _) = try asNobody(["sign-request", "--origin", "domain", "--destination", "example.org", "--uri", SpecVectors.mediaURI])
+            let (inside, _) = try asNobody([
+                "sign-request", "--origin", "domain", "--destination", "example.org", "--uri", SpecVectors.mediaURI,
+            ])
             #expect(inside.status == 0, "\(inside.output)")
             #expect(inside.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == SpecVectors.mediaHeader)
 
-            let (outside, outsidePID) = try asNobody(["sign-request", "--origin", "domain", "--destination", "example.org", "--uri", "/_matrix/federation/v1/send/1"])
+            let (outside, outsidePID) = try asNobody([
+                "sign-request", "--origin", "domain", "--destination", "example.org", "--uri", "/_matrix/federation/v1/send/1",
+            ])
             #expect(outside.status != 0)
             #expect(outside.stderr.contains("DENIED"), "\(outside.output)")
             #expect(outside.stdout.isEmpty)
 
-            let (dotted, dottedPID) = try asNobody(["sign-request", "--origin", "domain", "--destination", "example.org", "--uri", "/_matrix/federation/v1/media/%2e%2e/send/1"])
+            let (dotted, dottedPID) = try asNobody([
+                "sign-request", "--origin", "domain", "--destination", "example.org", "--uri", "/_matrix/federation/v1/media/%2e%2e/send/1",
+            ])
             #expect(dotted.status != 0)
             #expect(dotted.stderr.contains("DENIED"), "\(dotted.output)")
 
@@ -317,18 +343,25 @@ extension DaemonEndToEnd {
             #expect(ping.stderr.contains("DENIED"), "\(ping.output)")
 
             // The same commands as the daemon's uid, which the second rule grants.
-            let rootJSON = try run(sigil, ["sign-json", "--server", "domain", "--socket", daemon.socketPath], input: SpecVectors.jsonObject)
+            let rootJSON = try run(
+                sigil, ["sign-json", "--server", "domain", "--socket", daemon.socketPath], input: SpecVectors.jsonObject)
             #expect(rootJSON.status == 0, "\(rootJSON.output)")
             #expect(rootJSON.stdout.contains(SpecVectors.jsonSignature))
             let rootPing = try run(sigil, ["ping", "--socket", daemon.socketPath, "--count", "1"])
             #expect(rootPing.status == 0, "\(rootPing.output)")
             #expect(rootPing.stdout.contains("allowed operations: hello, ping, sign_json, stats"), "\(rootPing.output)")
-            let rootSign = try run(sigil, ["sign-request", "--socket", daemon.socketPath, "--origin", "domain", "--destination", "example.org", "--uri", SpecVectors.mediaURI])
+            let rootSign = try run(
+                sigil,
+                [
+                    "sign-request", "--socket", daemon.socketPath, "--origin", "domain", "--destination", "example.org", "--uri",
+                    SpecVectors.mediaURI,
+                ])
             #expect(rootSign.status != 0, "sign_request is not granted to the daemon's uid here")
 
             // Each of uid 65534's refusals is in the log with its pid.
             for pid in [outsidePID, dottedPID, jsonPID, pingPID] {
-                #expect(eventually { Self.refusalLines(daemon.log, uid: Privileges.nobody, pid: pid).count == 1 }, "pid \(pid):\n\(daemon.log)")
+                #expect(
+                    eventually { Self.refusalLines(daemon.log, uid: Privileges.nobody, pid: pid).count == 1 }, "pid \(pid):\n\(daemon.log)")
             }
             #expect(Self.refusalLines(daemon.log, uid: Privileges.nobody).count == 4)
             #expect(Self.refusalLines(daemon.log, uid: getuid()).count == 1)

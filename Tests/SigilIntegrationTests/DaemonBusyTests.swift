@@ -1,7 +1,7 @@
-import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// `max_in_flight`: requests beyond it on one connection are answered BUSY at once; the rest

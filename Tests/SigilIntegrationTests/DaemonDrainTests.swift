@@ -1,7 +1,7 @@
-import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// SIGTERM: stop accepting, answer everything that has arrived, close quiet connections,
@@ -27,7 +27,8 @@ extension DaemonEndToEnd {
                 } else if id % 2 == 0 {
                     bytes += frameBytes(.ping(payload: withUnsafeBytes(of: id.bigEndian) { Array($0) }), id: id)
                 } else {
-                    bytes += frameBytes(.signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/d/\(id)")), id: id)
+                    bytes += frameBytes(
+                        .signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/d/\(id)")), id: id)
                 }
             }
             return (bytes, Set(1...1000))
@@ -80,7 +81,8 @@ extension DaemonEndToEnd {
             defer { daemon.stop() }
             // A frame half-sent before SIGTERM keeps the drain waiting for it.
             let late = try RawSocket(path: daemon.socketPath)
-            let lateFrame = frameBytes(.signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI)), id: 7)
+            let lateFrame = frameBytes(
+                .signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI)), id: 7)
             try late.send(Array(lateFrame.prefix(20)))
             let (bytes, ids) = Self.pipelinedRequests()
             let socket = try RawSocket(path: daemon.socketPath)

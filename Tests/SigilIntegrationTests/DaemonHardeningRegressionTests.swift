@@ -36,7 +36,8 @@ extension DaemonEndToEnd {
                     """,
                 files: ["spec.key": TestKeys.specSynapseFile])
             defer { daemon.stop() }
-            let outside = Request.signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/send/1"))
+            let outside = Request.signRequest(
+                SignRequestParams(origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/send/1"))
             let socket = try RawSocket(path: daemon.socketPath)
             let batches = 100
             for id in 1...batches {
@@ -154,7 +155,8 @@ extension DaemonEndToEnd {
             let content = Array("{\"\(key)\":1,\"\(key)\":2}".utf8)
             let result = try daemon.client().verifyRequest(
                 VerifyRequestParams(
-                    authorizations: [SpecVectors.mediaHeader], method: "PUT", uri: "/_matrix/federation/v1/send/1", destination: "example.org",
+                    authorizations: [SpecVectors.mediaHeader], method: "PUT", uri: "/_matrix/federation/v1/send/1",
+                    destination: "example.org",
                     content: content, keys: []))
             #expect(result.verdict == .invalidContent)
             #expect(result.detail.utf8.count <= 1024)
@@ -183,7 +185,10 @@ extension DaemonEndToEnd {
             let client = daemon.client()
             #expect(throws: SigilClientError.self) { _ = try client.signRaw(server: "domain", message: [1]) }
             // Rename the listener: its socket would fall back to the top-level rules (sign_raw).
-            directory.write("sigild.yaml", config.replacingOccurrences(of: "name: main", with: "name: renamed").replacingOccurrences(of: "{dir}", with: directory.path), mode: 0o644)
+            directory.write(
+                "sigild.yaml",
+                config.replacingOccurrences(of: "name: main", with: "name: renamed").replacingOccurrences(
+                    of: "{dir}", with: directory.path), mode: 0o644)
             daemon.signal(SIGHUP)
             #expect(daemon.waitForLog("removing or renaming a listener needs a restart"), "\(daemon.log)")
             let denied = Result { try client.signRaw(server: "domain", message: [1]) }

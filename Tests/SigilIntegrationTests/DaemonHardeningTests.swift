@@ -1,7 +1,7 @@
-import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// The process hardening sigild applies to itself: no core dumps, and non-dumpable, so that not

@@ -42,7 +42,11 @@ extension DaemonEndToEnd {
             let loop = BackgroundLoop(limit: 30) {
                 do {
                     let response = try bystander.send(.ping(payload: [0xAB]), timeout: 5)
-                    if response == .pong(payload: [0xAB]) { answered.update { $0 += 1 } } else { failures.update { $0.append("\(response)") } }
+                    if response == .pong(payload: [0xAB]) {
+                        answered.update { $0 += 1 }
+                    } else {
+                        failures.update { $0.append("\(response)") }
+                    }
                 } catch {
                     failures.update { $0.append("\(error)") }
                     usleep(50_000)
@@ -64,7 +68,9 @@ extension DaemonEndToEnd {
             try socket.send(bytes)
             let frame = try #require(try socket.readFrame(), "no answer before the connection closed")
             #expect(frame.header.isResponse)
-            let message = frame.body.withUnsafeBytes { WireFailure.decode(status: WireStatus(rawValue: frame.header.status) ?? .internalError, body: $0).message }
+            let message = frame.body.withUnsafeBytes {
+                WireFailure.decode(status: WireStatus(rawValue: frame.header.status) ?? .internalError, body: $0).message
+            }
             return (frame.header, message)
         }
 
@@ -182,17 +188,24 @@ extension DaemonEndToEnd {
                 origin.u16(10)
                 origin.fixed(Array("dom".utf8))
                 var signPrefix = WireWriter()
-                Request.signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/x")).encodeBody(into: &signPrefix)
+                Request.signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/x")).encodeBody(
+                    into: &signPrefix)
                 let cases: [(String, [UInt8], String)] = [
                     ("a string cut short", rawFrame(opcode: 0x10, id: 11, body: origin.bytes), "origin"),
-                    ("a sign_request missing its content", rawFrame(opcode: 0x10, id: 12, body: Array(signPrefix.bytes.dropLast(4))), "content"),
+                    (
+                        "a sign_request missing its content", rawFrame(opcode: 0x10, id: 12, body: Array(signPrefix.bytes.dropLast(4))),
+                        "content"
+                    ),
                     ("a bytes field longer than the body", rawFrame(opcode: 0x02, id: 13, body: [0, 0, 0, 100, 1, 2]), "payload"),
                     ("a byte after the last field", rawFrame(opcode: 0x02, id: 14, body: [0, 0, 0, 1, 1, 0xEE]), "unexpected bytes"),
                     ("an empty key_document body", rawFrame(opcode: 0x30, id: 15), "server_name"),
                     ("a key_document without valid_until_ts", rawFrame(opcode: 0x30, id: 16, body: [0, 1, 0x61, 0, 0]), "valid_until_ts"),
                     ("verify with key_mode 7", rawFrame(opcode: 0x20, id: 17, body: [7] + [UInt8](repeating: 0, count: 40)), "key_mode"),
                     ("a batch flag on PING", rawFrame(opcode: 0x02, flags: 0x01, id: 18, body: [0, 1, 0, 0, 0, 4, 0, 0, 0, 0]), "batch"),
-                    ("a batch whose count exceeds its items", rawFrame(opcode: 0x20, flags: 0x01, id: 19, body: [0, 3, 0, 0, 0, 0]), "batch"),
+                    (
+                        "a batch whose count exceeds its items", rawFrame(opcode: 0x20, flags: 0x01, id: 19, body: [0, 3, 0, 0, 0, 0]),
+                        "batch"
+                    ),
                     ("a batch of 0 items", rawFrame(opcode: 0x20, flags: 0x01, id: 20, body: [0, 0]), "at least one item"),
                 ]
                 for (name, bytes, text) in cases {

@@ -1,7 +1,7 @@
-import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// `memory_lock`: `require` refuses to start when key memory cannot be locked, `warn` starts and
@@ -44,12 +44,14 @@ extension DaemonEndToEnd {
 
         @Test(
             "memory_lock: require refuses to start when key memory cannot be locked, and says why",
-            .enabled(if: Sanitizer.locksMemory, "AddressSanitizer's mlock interceptor does nothing, so locking cannot fail and VmLck stays 0"),
+            .enabled(
+                if: Sanitizer.locksMemory, "AddressSanitizer's mlock interceptor does nothing, so locking cannot fail and VmLck stays 0"),
             .enabled(if: MemoryLock.canDropPrivileges, "needs root, setpriv and prlimit to run sigild unprivileged with RLIMIT_MEMLOCK 0"))
         func requireRefusesToStart() throws {
             let directory = Self.directoryForNobody(memoryLock: "require")
             let result = try run(
-                Self.unlockable[0], Array(Self.unlockable.dropFirst()) + [Binaries.path("sigild"), "--config", directory.file("sigild.yaml")],
+                Self.unlockable[0],
+                Array(Self.unlockable.dropFirst()) + [Binaries.path("sigild"), "--config", directory.file("sigild.yaml")],
                 timeout: 15)
             #expect(result.status == 1, "\(result.output)")
             #expect(result.stderr.contains("cannot load keys"), "\(result.output)")
@@ -62,7 +64,8 @@ extension DaemonEndToEnd {
 
         @Test(
             "memory_lock: warn starts with unlocked keys, warns, and serves",
-            .enabled(if: Sanitizer.locksMemory, "AddressSanitizer's mlock interceptor does nothing, so locking cannot fail and VmLck stays 0"),
+            .enabled(
+                if: Sanitizer.locksMemory, "AddressSanitizer's mlock interceptor does nothing, so locking cannot fail and VmLck stays 0"),
             .enabled(if: MemoryLock.canDropPrivileges, "needs root, setpriv and prlimit to run sigild unprivileged with RLIMIT_MEMLOCK 0"))
         func warnStartsAndWarns() throws {
             let directory = Self.directoryForNobody(memoryLock: "warn")
@@ -71,7 +74,9 @@ extension DaemonEndToEnd {
             defer { daemon.stop() }
             #expect(daemon.log.contains("is not locked into RAM (RLIMIT_MEMLOCK 0 bytes)"), "\(daemon.log)")
             let client = daemon.client()
-            #expect(try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI).header == SpecVectors.mediaHeader)
+            #expect(
+                try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI).header
+                    == SpecVectors.mediaHeader)
             let stats = try statsObject(client)
             #expect(stats["memory_locked"] as? Bool == false)
             let status = try String(contentsOfFile: "/proc/\(daemon.pid)/status", encoding: .utf8)

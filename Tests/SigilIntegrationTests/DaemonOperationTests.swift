@@ -1,7 +1,7 @@
-import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// Every operation through SigilClient, against a real sigild holding the spec key (server
@@ -104,7 +104,9 @@ extension DaemonEndToEnd {
             let other = try client.signRequest(origin: "keys.example", destination: "example.org", uri: SpecVectors.mediaURI)
             #expect(other.keyID.description == "ed25519:e5d0oC")
             let mmrKey = try #require(PublicKey(base64: TestKeys.mmrPublicKey))
-            #expect(mmrKey.verify(signature: other.signature.bytes, message: SpecVectors.requestJSON(origin: "keys.example", uri: SpecVectors.mediaURI)))
+            #expect(
+                mmrKey.verify(
+                    signature: other.signature.bytes, message: SpecVectors.requestJSON(origin: "keys.example", uri: SpecVectors.mediaURI)))
             do {
                 _ = try client.signRequest(origin: "nowhere.example", destination: "example.org", uri: "/x")
                 Issue.record("an unknown origin was signed for")
@@ -129,8 +131,11 @@ extension DaemonEndToEnd {
             let results = try daemon.client().signRequests([
                 SignRequestParams(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI),
                 SignRequestParams(origin: "nowhere.example", destination: "example.org", uri: SpecVectors.mediaURI),
-                SignRequestParams(origin: "domain", destination: "example.org", method: "PUT", uri: "/_matrix/federation/v1/send/1", content: content),
-                SignRequestParams(origin: "domain", destination: "example.org", method: "PUT", uri: "/_matrix/federation/v1/send/2", content: Array("{".utf8)),
+                SignRequestParams(
+                    origin: "domain", destination: "example.org", method: "PUT", uri: "/_matrix/federation/v1/send/1", content: content),
+                SignRequestParams(
+                    origin: "domain", destination: "example.org", method: "PUT", uri: "/_matrix/federation/v1/send/2",
+                    content: Array("{".utf8)),
             ])
             #expect(results.count == 4)
             #expect((try? results[0].get())?.header == SpecVectors.mediaHeader)
@@ -142,7 +147,8 @@ extension DaemonEndToEnd {
             }
             let withContent = try results[2].get()
             let message = Array(
-                #"{"content":{"a":1,"b":2},"destination":"example.org","method":"PUT","origin":"domain","uri":"/_matrix/federation/v1/send/1"}"#.utf8)
+                #"{"content":{"a":1,"b":2},"destination":"example.org","method":"PUT","origin":"domain","uri":"/_matrix/federation/v1/send/1"}"#
+                    .utf8)
             #expect(SpecVectors.publicKey.verify(signature: withContent.signature.bytes, message: message))
             if case .failure(let failure) = results[3] {
                 #expect(failure.status == .invalidJSON)
@@ -198,12 +204,19 @@ extension DaemonEndToEnd {
             let message = SpecVectors.requestJSON(uri: SpecVectors.mediaURI)
             let signature = try #require(Base64.decode(SpecVectors.mediaSignature))
             #expect(try client.verify(VerifyParams(key: .publicKey(SpecVectors.publicKey), message: message, signature: signature)))
-            #expect(try !client.verify(VerifyParams(key: .publicKey(SpecVectors.publicKey), message: message + [0x20], signature: signature)))
-            #expect(try !client.verify(VerifyParams(key: .publicKey(SpecVectors.publicKey), message: message, signature: Array(signature.prefix(63)))))
+            #expect(
+                try !client.verify(VerifyParams(key: .publicKey(SpecVectors.publicKey), message: message + [0x20], signature: signature)))
+            #expect(
+                try !client.verify(
+                    VerifyParams(key: .publicKey(SpecVectors.publicKey), message: message, signature: Array(signature.prefix(63)))))
             #expect(try client.verify(VerifyParams(key: .keyID(server: "domain", id: "ed25519:1"), message: message, signature: signature)))
             // The retired key of keys.example is the spec key's public half.
-            #expect(try client.verify(VerifyParams(key: .keyID(server: "keys.example", id: "ed25519:old"), message: message, signature: signature)))
-            #expect(try !client.verify(VerifyParams(key: .keyID(server: "keys.example", id: "ed25519:e5d0oC"), message: message, signature: signature)))
+            #expect(
+                try client.verify(
+                    VerifyParams(key: .keyID(server: "keys.example", id: "ed25519:old"), message: message, signature: signature)))
+            #expect(
+                try !client.verify(
+                    VerifyParams(key: .keyID(server: "keys.example", id: "ed25519:e5d0oC"), message: message, signature: signature)))
             do {
                 _ = try client.verify(VerifyParams(key: .keyID(server: "domain", id: "ed25519:2"), message: message, signature: signature))
                 Issue.record("verified with a key the server does not have")
@@ -211,7 +224,8 @@ extension DaemonEndToEnd {
                 #expect(error.status == .unknownKey)
             }
             do {
-                _ = try client.verify(VerifyParams(key: .keyID(server: "nowhere.example", id: "ed25519:1"), message: message, signature: signature))
+                _ = try client.verify(
+                    VerifyParams(key: .keyID(server: "nowhere.example", id: "ed25519:1"), message: message, signature: signature))
                 Issue.record("verified with an unknown server's key")
             } catch {
                 #expect(error.status == .unknownServer)
@@ -229,9 +243,13 @@ extension DaemonEndToEnd {
             #expect(own.outcomes.map(\.id) == ["ed25519:1"])
             #expect(own.outcomes.map(\.outcome) == [.valid])
             let given = try client.verifyJSON(
-                VerifyJSONParams(server: "domain", keys: [("ed25519:1", SpecVectors.publicKey), ("ed25519:zz", SpecVectors.publicKey)], json: signed))
+                VerifyJSONParams(
+                    server: "domain", keys: [("ed25519:1", SpecVectors.publicKey), ("ed25519:zz", SpecVectors.publicKey)], json: signed))
             #expect(given.isValid)
-            #expect(Dictionary(uniqueKeysWithValues: given.outcomes.map { ($0.id, $0.outcome) }) == ["ed25519:1": .valid, "ed25519:zz": .missing])
+            #expect(
+                Dictionary(uniqueKeysWithValues: given.outcomes.map { ($0.id, $0.outcome) }) == [
+                    "ed25519:1": .valid, "ed25519:zz": .missing,
+                ])
             let tampered = Array(#"{"one":2,"signatures":{"domain":{"ed25519:1":"\#(SpecVectors.jsonSignature)"}},"two":"Two"}"#.utf8)
             let bad = try client.verifyJSON(VerifyJSONParams(server: "domain", keys: [], json: tampered))
             #expect(!bad.isValid)
@@ -249,9 +267,12 @@ extension DaemonEndToEnd {
             let daemon = try Self.start()
             defer { daemon.stop() }
             let client = daemon.client()
-            func check(uri: String = SpecVectors.mediaURI, destination: String = "example.org", keys: [GivenKey] = []) throws -> RequestVerification {
+            func check(uri: String = SpecVectors.mediaURI, destination: String = "example.org", keys: [GivenKey] = []) throws
+                -> RequestVerification
+            {
                 try client.verifyRequest(
-                    VerifyRequestParams(authorizations: [SpecVectors.mediaHeader], method: "GET", uri: uri, destination: destination, keys: keys))
+                    VerifyRequestParams(
+                        authorizations: [SpecVectors.mediaHeader], method: "GET", uri: uri, destination: destination, keys: keys))
             }
             let valid = try check()
             #expect(valid.verdict == .valid)
@@ -277,7 +298,8 @@ extension DaemonEndToEnd {
             defer { daemon.stop() }
             let client = daemon.client()
             let document = try client.keyDocument(server: "domain", validUntilTS: 1_700_000_000_000)
-            let expected = #"{"old_verify_keys":{},"server_name":"domain","signatures":{"domain":{"ed25519:1":"\#(SpecVectors.keyDocumentSignature)"}},"valid_until_ts":1700000000000,"verify_keys":{"ed25519:1":{"key":"\#(TestKeys.specPublicKey)"}}}"#
+            let expected =
+                #"{"old_verify_keys":{},"server_name":"domain","signatures":{"domain":{"ed25519:1":"\#(SpecVectors.keyDocumentSignature)"}},"valid_until_ts":1700000000000,"verify_keys":{"ed25519:1":{"key":"\#(TestKeys.specPublicKey)"}}}"#
             #expect(String(decoding: document, as: UTF8.self) == expected)
 
             let other = try client.keyDocument(server: "keys.example")

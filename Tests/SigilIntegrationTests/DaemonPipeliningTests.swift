@@ -1,7 +1,7 @@
-import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// Many requests on one connection without waiting: answers are matched by request ID and may
@@ -18,7 +18,9 @@ extension DaemonEndToEnd {
             let message = SpecVectors.requestJSON(uri: SpecVectors.mediaURI)
             let signature = Base64.decode(SpecVectors.mediaSignature)!
             return (0..<count).map { index in
-                .verify(VerifyParams(key: .publicKey(SpecVectors.publicKey), message: index % 2 == 0 ? message : message + [0x20], signature: signature))
+                .verify(
+                    VerifyParams(
+                        key: .publicKey(SpecVectors.publicKey), message: index % 2 == 0 ? message : message + [0x20], signature: signature))
             }
         }
 
@@ -71,7 +73,10 @@ extension DaemonEndToEnd {
                 let request: Request
                 switch index % 3 {
                 case 0: request = .ping(payload: Array("payload \(index)".utf8))
-                case 1: request = .signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/\(index)"))
+                case 1:
+                    request = .signRequest(
+                        SignRequestParams(
+                            origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/\(index)"))
                 default: request = .signRequest(SignRequestParams(origin: "nowhere.example", destination: "example.org", uri: "/\(index)"))
                 }
                 connection.submit([request]) { result in
@@ -115,7 +120,8 @@ extension DaemonEndToEnd {
                 if index % 2 == 0 {
                     bytes += frameBytes(.ping(payload: withUnsafeBytes(of: id.bigEndian) { Array($0) }), id: id)
                 } else {
-                    bytes += frameBytes(.signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/r/\(id)")), id: id)
+                    bytes += frameBytes(
+                        .signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/r/\(id)")), id: id)
                 }
             }
             // Written from another thread, so a full socket buffer cannot deadlock us.

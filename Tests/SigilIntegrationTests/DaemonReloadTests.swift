@@ -1,7 +1,7 @@
-import SigilTestSupport
 import Foundation
 import SigilClient
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// SIGHUP under load: a good key file swaps in atomically, a bad one is refused with a logged
@@ -52,7 +52,9 @@ extension DaemonEndToEnd {
             #expect(failureLine.contains(keyPath), "the log names the file: \(failureLine)")
             #expect(failureLine.contains("the seed is 15 bytes"), "the log says why: \(failureLine)")
             #expect(!failureLine.contains("YJDBA9Xnr2sVqXD9Vj7X"), "the log must not echo key material")
-            #expect(eventually { keyIDs.current["ed25519:rotated", default: 0] >= signedBefore + 20 }, "signing stopped after the failed reload")
+            #expect(
+                eventually { keyIDs.current["ed25519:rotated", default: 0] >= signedBefore + 20 }, "signing stopped after the failed reload"
+            )
             let after = try daemon.client().signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI)
             #expect(after.keyID.description == "ed25519:rotated")
             #expect(rotatedKey.verify(signature: after.signature.bytes, message: SpecVectors.requestJSON(uri: SpecVectors.mediaURI)))

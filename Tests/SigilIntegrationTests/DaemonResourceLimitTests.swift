@@ -73,7 +73,8 @@ extension DaemonEndToEnd {
             _ = pending
             held.removeAll()
             // Room again: a new client is served.
-            #expect(eventually(timeout: 5) { (try? SigilConnection(path: daemon.socketPath).send(.ping(payload: [9]))) == .pong(payload: [9]) })
+            #expect(
+                eventually(timeout: 5) { (try? SigilConnection(path: daemon.socketPath).send(.ping(payload: [9]))) == .pong(payload: [9]) })
         }
 
         @Test("max_connections: connections over the cap are closed at once and counted; the rest are served")
@@ -105,7 +106,8 @@ extension DaemonEndToEnd {
             #expect(daemon.waitForLog("refused a connection on listener main from uid \(getuid())"), "\(daemon.log)")
             #expect(daemon.log.contains("the listener has 5 connections open (max_connections)"), "\(daemon.log)")
             for connection in kept { connection.close() }
-            #expect(eventually(timeout: 5) { (try? SigilConnection(path: daemon.socketPath).send(.ping(payload: [3]))) == .pong(payload: [3]) })
+            #expect(
+                eventually(timeout: 5) { (try? SigilConnection(path: daemon.socketPath).send(.ping(payload: [3]))) == .pong(payload: [3]) })
             let stats = try JSONValue(parsing: try daemon.client().stats()).objectValue
             #expect(stats?["connections"]?.objectValue?["refused"]?.integerValue ?? 0 >= 1)
         }

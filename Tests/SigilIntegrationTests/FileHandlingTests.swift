@@ -38,7 +38,8 @@ extension DaemonEndToEnd {
         func socketOwnerAndGroup() throws {
             let directory = TemporaryDirectory()
             let daemon = try DaemonFixture(
-                config: Self.config(listenerExtra: "    owner: \(Privileges.nobody)\n    group: 4242"), files: ["spec.key": TestKeys.specSynapseFile],
+                config: Self.config(listenerExtra: "    owner: \(Privileges.nobody)\n    group: 4242"),
+                files: ["spec.key": TestKeys.specSynapseFile],
                 directory: directory)
             defer { daemon.stop() }
             let node = try #require(Self.mode(daemon.socketPath))
@@ -52,14 +53,17 @@ extension DaemonEndToEnd {
             mkdir(sockets, 0o777)
             chmod(sockets, 0o777)
             directory.write("spec.key", TestKeys.specSynapseFile)
-            let configPath = directory.write("sigild.yaml", Self.config(socket: sockets + "/s.sock").replacingOccurrences(of: "{dir}", with: directory.path), mode: 0o644)
+            let configPath = directory.write(
+                "sigild.yaml", Self.config(socket: sockets + "/s.sock").replacingOccurrences(of: "{dir}", with: directory.path), mode: 0o644
+            )
             let refused = try run(Binaries.path("sigild"), ["--config", configPath], timeout: 20)
             #expect(refused.status != 0)
             #expect(refused.stderr.contains("writable by other users without the sticky bit"), "\(refused.output)")
             #expect(!FileManager.default.fileExists(atPath: sockets + "/s.sock"))
             // With the sticky bit (as /tmp has), others cannot swap our node: accepted.
             chmod(sockets, 0o1777)
-            let daemon = try DaemonFixture(config: Self.config(socket: sockets + "/s.sock"), files: ["spec.key": TestKeys.specSynapseFile], directory: directory)
+            let daemon = try DaemonFixture(
+                config: Self.config(socket: sockets + "/s.sock"), files: ["spec.key": TestKeys.specSynapseFile], directory: directory)
             defer { daemon.stop() }
             #expect(Self.mode(sockets + "/s.sock")?.mode == 0o660)
         }
@@ -104,12 +108,14 @@ extension DaemonEndToEnd {
             let directory = TemporaryDirectory()
             directory.write("spec.key", TestKeys.specSynapseFile)
             // (`@` starts no plain YAML scalar: the path is quoted.)
-            let refusedPath = directory.write("refused.yaml", Self.config(socket: "\"\(name)\"").replacingOccurrences(of: "{dir}", with: directory.path), mode: 0o644)
+            let refusedPath = directory.write(
+                "refused.yaml", Self.config(socket: "\"\(name)\"").replacingOccurrences(of: "{dir}", with: directory.path), mode: 0o644)
             let refused = try run(Binaries.path("sigild"), ["--check-config", refusedPath])
             #expect(refused.status != 0)
             #expect(refused.stderr.contains("abstract socket") && refused.stderr.contains("abstract: true"), "\(refused.output)")
             let daemon = try DaemonFixture(
-                config: Self.config(socket: "\"\(name)\"", listenerExtra: "    abstract: true").replacingOccurrences(of: "    mode: \"0660\"\n", with: ""),
+                config: Self.config(socket: "\"\(name)\"", listenerExtra: "    abstract: true").replacingOccurrences(
+                    of: "    mode: \"0660\"\n", with: ""),
                 files: ["spec.key": TestKeys.specSynapseFile], directory: directory)
             defer { daemon.stop() }
             #expect(daemon.log.contains("any local process can connect"), "\(daemon.log)")
@@ -130,7 +136,9 @@ extension DaemonEndToEnd {
             #expect(daemon.log.contains("not a regular file"), "\(daemon.log)")
             let client = daemon.client(timeout: 5)
             #expect(try client.ping([3]) == [3])
-            #expect(try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI).header == SpecVectors.mediaHeader)
+            #expect(
+                try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI).header
+                    == SpecVectors.mediaHeader)
         }
 
         @Test(
@@ -139,7 +147,8 @@ extension DaemonEndToEnd {
         func foreignOwners() throws {
             let directory = TemporaryDirectory()
             let key = directory.write("spec.key", TestKeys.specSynapseFile)
-            let configPath = directory.write("sigild.yaml", Self.config().replacingOccurrences(of: "{dir}", with: directory.path), mode: 0o644)
+            let configPath = directory.write(
+                "sigild.yaml", Self.config().replacingOccurrences(of: "{dir}", with: directory.path), mode: 0o644)
             chown(key, Privileges.nobody, Privileges.nobody)
             let byKey = try run(Binaries.path("sigild"), ["--check-config", configPath])
             #expect(byKey.status != 0)
@@ -164,7 +173,8 @@ extension DaemonEndToEnd {
             let daemon = try DaemonFixture(config: Self.config(), files: ["spec.key": TestKeys.specSynapseFile], notify: receiver)
             defer { daemon.stop() }
             // A line an operator pasted a seed into by mistake.
-            let broken = Self.config().replacingOccurrences(of: "{dir}", with: daemon.directory.path) + "\nlog_level: \(TestKeys.specSeed)\n"
+            let broken =
+                Self.config().replacingOccurrences(of: "{dir}", with: daemon.directory.path) + "\nlog_level: \(TestKeys.specSeed)\n"
             daemon.directory.write("sigild.yaml", broken, mode: 0o644)
             daemon.signal(SIGHUP)
             #expect(daemon.waitForReady(count: 2), "\(receiver.messages)")

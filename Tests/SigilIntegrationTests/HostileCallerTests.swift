@@ -71,7 +71,9 @@ extension DaemonEndToEnd {
             print(count, flush=True)
             """
 
-        static func python(_ script: String, asUID uid: UInt32, groups: String? = nil, _ arguments: [String], directory: TemporaryDirectory) throws -> ChildProcess {
+        static func python(_ script: String, asUID uid: UInt32, groups: String? = nil, _ arguments: [String], directory: TemporaryDirectory)
+            throws -> ChildProcess
+        {
             let path = directory.write("script-\(UInt32.random(in: 0...UInt32.max)).py", script, mode: 0o644)
             let identity = ["--reuid=\(uid)", "--regid=\(uid)"] + (groups.map { ["--groups=\($0)"] } ?? ["--clear-groups"])
             return try ChildProcess(Privileges.setpriv, identity + [python!, path] + arguments)
@@ -148,7 +150,9 @@ extension DaemonEndToEnd {
             // Root fills what is left of the daemon-wide cap on the same listener.
             var rootConnections: [SigilConnection] = []
             for _ in 0..<60 {
-                guard let connection = try? SigilConnection(path: daemon.socketPath), (try? connection.send(.ping(payload: [1]))) == .pong(payload: [1]) else { continue }
+                guard let connection = try? SigilConnection(path: daemon.socketPath),
+                    (try? connection.send(.ping(payload: [1]))) == .pong(payload: [1])
+                else { continue }
                 rootConnections.append(connection)
             }
             // The admin listener's reserve (8 by default, here 60/8 = 7) is still there.
@@ -191,7 +195,9 @@ extension DaemonEndToEnd {
 
         @Test(
             "many connections that never read: the buffered-memory budget closes the largest, RSS stays bounded, the admin socket answers",
-            .enabled(if: Sanitizer.current != .address, "AddressSanitizer's quarantine keeps freed buffers resident, so RSS says nothing about the budget"))
+            .enabled(
+                if: Sanitizer.current != .address,
+                "AddressSanitizer's quarantine keeps freed buffers resident, so RSS says nothing about the budget"))
         func nonReaders() throws {
             let directory = TemporaryDirectory()
             let daemon = try DaemonFixture(
@@ -338,11 +344,14 @@ extension DaemonEndToEnd {
             var busy = 0
             for index in 0..<10 {
                 do {
-                    _ = try client.signRequest(origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/\(index)")
+                    _ = try client.signRequest(
+                        origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/\(index)")
                     signed += 1
                 } catch {
                     #expect(error.status == .busy, "\(error)")
-                    if case .rejected(let failure) = error { #expect(failure.message.contains("rate limit for uid \(getuid())"), "\(failure.message)") }
+                    if case .rejected(let failure) = error {
+                        #expect(failure.message.contains("rate limit for uid \(getuid())"), "\(failure.message)")
+                    }
                     busy += 1
                 }
             }

@@ -58,7 +58,8 @@ extension DaemonEndToEnd {
         static func specSigned(originServerTS: Int64) throws -> [UInt8]? {
             let file = try KeyFile(fixture: TestKeys.specSynapseFile)
             let key = try file.loadKeys(lockPolicy: .warn)[0]
-            return try JSONSigning.sign(Array(#"{"origin_server_ts":\#(originServerTS),"type":"m.room.message"}"#.utf8), serverName: "example.org", keys: [key])
+            return try JSONSigning.sign(
+                Array(#"{"origin_server_ts":\#(originServerTS),"type":"m.room.message"}"#.utf8), serverName: "example.org", keys: [key])
         }
 
         @Test(
@@ -79,17 +80,23 @@ extension DaemonEndToEnd {
                 files: ["k.key": "ed25519 first \(Base64.encode(first))\n"])
             defer { daemon.stop() }
             let client = daemon.client()
-            #expect(try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI).keyID.description == "ed25519:first")
+            #expect(
+                try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI).keyID.description
+                    == "ed25519:first")
             #expect(try Self.occurrences(of: first, inProcess: daemon.pid) > 0, "the test cannot see the live seed: it would prove nothing")
             for (round, fill) in [(2, UInt8(0x11)), (3, 0x22), (4, 0x33)] {
                 replaceFile(daemon.directory.file("k.key"), with: "ed25519 r\(round) \(Base64.encode(Self.seed(fill)))\n")
                 daemon.signal(SIGHUP)
                 #expect(daemon.waitForReady(count: round), "\(daemon.log)")
-                #expect(try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI).keyID.description == "ed25519:r\(round)")
+                #expect(
+                    try client.signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI).keyID.description
+                        == "ed25519:r\(round)")
             }
             // Replaced keyrings are freed on the main loop's next tick once nothing uses them.
             #expect(daemon.waitForLog("a replaced keyring is no longer used", timeout: 5), "\(daemon.log)")
-            #expect(eventually(timeout: 5) { (try? Self.occurrences(of: first, inProcess: daemon.pid)) == 0 }, "the first seed is still in the daemon's memory")
+            #expect(
+                eventually(timeout: 5) { (try? Self.occurrences(of: first, inProcess: daemon.pid)) == 0 },
+                "the first seed is still in the daemon's memory")
             #expect(try Self.occurrences(of: Self.seed(0x33), inProcess: daemon.pid) > 0, "the current seed must be there")
         }
 

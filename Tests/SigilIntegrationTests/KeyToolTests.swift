@@ -1,6 +1,6 @@
-import SigilTestSupport
 import Foundation
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// `generate_signing_key`, run as a real executable: MMR's flags and defaults, its three
@@ -20,7 +20,8 @@ struct GenerateSigningKeyTests {
         let bytes = try #require(FileManager.default.contents(atPath: path), sourceLocation: sourceLocation)
         #expect(bytes.count == KeyLayout.byteCount(format), sourceLocation: sourceLocation)
         let text = String(decoding: bytes, as: UTF8.self)
-        let (version, seed) = try #require(KeyLayout.match(text, format: format), "not the \(format) layout:\n\(text)", sourceLocation: sourceLocation)
+        let (version, seed) = try #require(
+            KeyLayout.match(text, format: format), "not the \(format) layout:\n\(text)", sourceLocation: sourceLocation)
         #expect(Set(version).count == 6, "key version \(version) repeats a character", sourceLocation: sourceLocation)
         #expect(directory.mode(name) == 0o600, sourceLocation: sourceLocation)
 
@@ -112,7 +113,8 @@ struct GenerateSigningKeyTests {
         let watch = SecretWatch()
         defer { watch.expectNoSecrets() }
         let input = directory.write("in.key", conversion.input)
-        let result = try watch.run(Tool.generate, ["-input", input, "-format", conversion.format.rawValue, "-output", directory.file("out.key")])
+        let result = try watch.run(
+            Tool.generate, ["-input", input, "-format", conversion.format.rawValue, "-output", directory.file("out.key")])
         #expect(result.status == 0, "\(result.output)")
         #expect(result.stdout.contains("Key ID will be '\(conversion.expected.id)'"), "\(result.stdout)")
         #expect(try directory.read("out.key") == MMRFixtures.file([conversion.expected], format: conversion.format))
@@ -154,7 +156,8 @@ struct GenerateSigningKeyTests {
         #expect(directory.mode("new.key") == 0o600)
         watch.learnSeeds(fromKeyFile: directory.file("new.key"))
         let input = directory.write("in.key", MMRFixtures.synapseTwo)
-        let converted = try watch.run(umask: mask, Tool.generate, ["-input", input, "-output", directory.file("conv.key"), "-format", "dendrite"])
+        let converted = try watch.run(
+            umask: mask, Tool.generate, ["-input", input, "-output", directory.file("conv.key"), "-format", "dendrite"])
         #expect(converted.status == 0, "\(converted.output)")
         #expect(directory.mode("conv.key") == 0o600)
     }
@@ -188,7 +191,9 @@ struct GenerateSigningKeyTests {
             let result = try watch.run(Tool.generate, ["-format", format], currentDirectory: directory.path)
             #expect(result.status != 0)
             #expect(result.stderr.contains("'\(format)'"), "\(result.stderr)")
-            #expect(result.stderr.contains("mmr") && result.stderr.contains("synapse") && result.stderr.contains("dendrite"), "\(result.stderr)")
+            #expect(
+                result.stderr.contains("mmr") && result.stderr.contains("synapse") && result.stderr.contains("dendrite"), "\(result.stderr)"
+            )
             #expect(result.stdout.isEmpty)
         }
         let input = directory.write("in.key", TestKeys.mmrFile)
@@ -203,7 +208,10 @@ struct GenerateSigningKeyTests {
         let watch = SecretWatch()
         defer { watch.expectNoSecrets() }
         let cases: [(name: String, text: String, location: String)] = [
-            ("fields.key", "ed25519 a_RVfN \(MMRFixtures.synapseA.seedText)\ned25519 IZJY6A \(MMRFixtures.synapseB.seedText) extra\n", "fields.key:2"),
+            (
+                "fields.key", "ed25519 a_RVfN \(MMRFixtures.synapseA.seedText)\ned25519 IZJY6A \(MMRFixtures.synapseB.seedText) extra\n",
+                "fields.key:2"
+            ),
             ("short.key", "\n\ned25519 v AAAA\n", "short.key:3"),
             ("version.key", TestKeys.mmrFile.replacingOccurrences(of: "Version: 1", with: "Version: 2"), "version.key:1"),
             ("stray.key", TestKeys.mmrFile + "trailing text\n", "stray.key:7"),
@@ -236,12 +244,15 @@ struct GenerateSigningKeyTests {
 struct CombineSigningKeysTests {
     /// The three two-key fixture files, each in its own format.
     static func writeFixtures(_ directory: TemporaryDirectory) -> (synapse: String, mmr: String, dendrite: String) {
-        (directory.write("synapse.key", MMRFixtures.synapseTwo), directory.write("mmr.key", MMRFixtures.mmrTwo),
-         directory.write("dendrite.key", MMRFixtures.dendriteTwo))
+        (
+            directory.write("synapse.key", MMRFixtures.synapseTwo), directory.write("mmr.key", MMRFixtures.mmrTwo),
+            directory.write("dendrite.key", MMRFixtures.dendriteTwo)
+        )
     }
 
     static func expectShows(
-        _ path: String, _ keys: [MMRFixtures.Key], format: KeyFileFormat, watch: SecretWatch, sourceLocation: SourceLocation = #_sourceLocation
+        _ path: String, _ keys: [MMRFixtures.Key], format: KeyFileFormat, watch: SecretWatch,
+        sourceLocation: SourceLocation = #_sourceLocation
     ) throws {
         let shown = try watch.run(Tool.sigil, ["keys", "show", path])
         #expect(shown.status == 0, "\(shown.output)", sourceLocation: sourceLocation)
@@ -249,7 +260,9 @@ struct CombineSigningKeysTests {
         #expect(shown.shownKeys.map(\.id) == keys.map(\.id), sourceLocation: sourceLocation)
         #expect(shown.shownKeys.map(\.publicKey) == keys.map(\.publicKey), sourceLocation: sourceLocation)
         for (shownKey, key) in zip(shown.shownKeys, keys) {
-            if let verified = MMRFixtures.verifiedPublicKeys[key.version] { #expect(shownKey.publicKey == verified, sourceLocation: sourceLocation) }
+            if let verified = MMRFixtures.verifiedPublicKeys[key.version] {
+                #expect(shownKey.publicKey == verified, sourceLocation: sourceLocation)
+            }
         }
     }
 
@@ -259,7 +272,9 @@ struct CombineSigningKeysTests {
         let watch = SecretWatch()
         defer { watch.expectNoSecrets() }
         let (synapse, mmr, dendrite) = Self.writeFixtures(directory)
-        let forward = [MMRFixtures.synapseA, MMRFixtures.synapseB, MMRFixtures.mmrA, MMRFixtures.mmrB, MMRFixtures.dendriteA, MMRFixtures.dendriteB]
+        let forward = [
+            MMRFixtures.synapseA, MMRFixtures.synapseB, MMRFixtures.mmrA, MMRFixtures.mmrB, MMRFixtures.dendriteA, MMRFixtures.dendriteB,
+        ]
         let result = try watch.run(Tool.combine, ["-output", directory.file("out.key"), synapse, mmr, dendrite])
         #expect(result.status == 0, "\(result.output)")
         #expect(try directory.read("out.key") == MMRFixtures.file(forward, format: .mmr))
@@ -267,7 +282,9 @@ struct CombineSigningKeysTests {
         #expect(result.stdout.contains("Wrote 6 keys"), "\(result.stdout)")
         try Self.expectShows(directory.file("out.key"), forward, format: .mmr, watch: watch)
 
-        let backward = [MMRFixtures.dendriteA, MMRFixtures.dendriteB, MMRFixtures.mmrA, MMRFixtures.mmrB, MMRFixtures.synapseA, MMRFixtures.synapseB]
+        let backward = [
+            MMRFixtures.dendriteA, MMRFixtures.dendriteB, MMRFixtures.mmrA, MMRFixtures.mmrB, MMRFixtures.synapseA, MMRFixtures.synapseB,
+        ]
         let reversed = try watch.run(Tool.combine, ["--output", directory.file("back.key"), dendrite, mmr, synapse])
         #expect(reversed.status == 0, "\(reversed.output)")
         try Self.expectShows(directory.file("back.key"), backward, format: .mmr, watch: watch)
@@ -292,11 +309,13 @@ struct CombineSigningKeysTests {
         #expect(try directory.read("merged.key") == expected)
         try Self.expectShows(
             directory.file("merged.key"),
-            [MMRFixtures.synapseA, MMRFixtures.synapseB, MMRFixtures.dendriteA, MMRFixtures.mmrA, MMRFixtures.mmrB], format: .synapse, watch: watch)
+            [MMRFixtures.synapseA, MMRFixtures.synapseB, MMRFixtures.dendriteA, MMRFixtures.mmrA, MMRFixtures.mmrB], format: .synapse,
+            watch: watch)
 
         let dendriteOut = try watch.run(Tool.combine, ["-format", "dendrite", "-output", directory.file("d.key"), mmr, single])
         #expect(dendriteOut.status == 0, "\(dendriteOut.output)")
-        #expect(try directory.read("d.key") == MMRFixtures.file([MMRFixtures.mmrA, MMRFixtures.mmrB, MMRFixtures.dendriteA], format: .dendrite))
+        #expect(
+            try directory.read("d.key") == MMRFixtures.file([MMRFixtures.mmrA, MMRFixtures.mmrB, MMRFixtures.dendriteA], format: .dendrite))
     }
 
     @Test("MMR's documented flow: generate, then merge with the homeserver's key first")
@@ -357,7 +376,9 @@ struct CombineSigningKeysTests {
         let result = try watch.run(umask: "000", Tool.combine, ["-output", directory.file("out.key"), mmr, synapse])
         #expect(result.status == 0, "\(result.output)")
         #expect(directory.mode("out.key") == 0o600)
-        #expect(try directory.read("out.key") == MMRFixtures.file([MMRFixtures.mmrA, MMRFixtures.mmrB, MMRFixtures.synapseA, MMRFixtures.synapseB], format: .mmr))
+        #expect(
+            try directory.read("out.key")
+                == MMRFixtures.file([MMRFixtures.mmrA, MMRFixtures.mmrB, MMRFixtures.synapseA, MMRFixtures.synapseB], format: .mmr))
         #expect(directory.entries == ["dendrite.key", "mmr.key", "out.key", "synapse.key"], "no temporary file left behind")
     }
 
@@ -405,7 +426,13 @@ struct KeyFilePermissionTests {
             (Tool.sigil, ["keys", "show", key], nil),
             (Tool.sigil, ["keys", "document", key, "--server", "domain"], nil),
             (Tool.sigil, ["sign-json", "--key", key, "--server", "domain"], "{}"),
-            (Tool.sigil, ["x-matrix", "--key", key, "--origin", "domain", "--destination", "example.org", "--uri", "/_matrix/federation/v1/media/download/abc123"], nil),
+            (
+                Tool.sigil,
+                [
+                    "x-matrix", "--key", key, "--origin", "domain", "--destination", "example.org", "--uri",
+                    "/_matrix/federation/v1/media/download/abc123",
+                ], nil
+            ),
         ]
         for (tool, arguments, input) in invocations {
             let result = try watch.run(tool, arguments, input: input)
@@ -489,7 +516,8 @@ struct KeyFileKindTests {
         var thrown: (any Error)?
         do {
             let daemon = try DaemonFixture(
-                config: "listen:\n  - name: main\n    path: {dir}/s.sock\nservers:\n  domain:\n    keys: [{dir}/fifo.key]\n", directory: directory)
+                config: "listen:\n  - name: main\n    path: {dir}/s.sock\nservers:\n  domain:\n    keys: [{dir}/fifo.key]\n",
+                directory: directory)
             daemon.stop()
         } catch {
             thrown = error

@@ -23,7 +23,8 @@ extension DaemonEndToEnd {
             var publicKeys: [String: PublicKey] = [:]
             for (name, (slot, publicKey)) in made {
                 let key = SigningKey(id: KeyID(version: "k")!, publicKey: publicKey, arena: arena, slot: slot)
-                try KeyFileIO.write(try KeyFileWriter.encode([key], format: .synapse, lockPolicy: .warn), to: "\(keys)/\(name).key", durable: false)
+                try KeyFileIO.write(
+                    try KeyFileWriter.encode([key], format: .synapse, lockPolicy: .warn), to: "\(keys)/\(name).key", durable: false)
                 publicKeys[name] = publicKey
             }
             return publicKeys
@@ -49,7 +50,8 @@ extension DaemonEndToEnd {
             for chunk in stride(from: 0, to: names.count, by: 250) {
                 let slice = Array(names[chunk..<min(chunk + 250, names.count)])
                 let results = try connection.sendBatch(
-                    slice.map { .signRequest(SignRequestParams(origin: $0, destination: "matrix.org", uri: SpecVectors.mediaURI)) }, timeout: 60)
+                    slice.map { .signRequest(SignRequestParams(origin: $0, destination: "matrix.org", uri: SpecVectors.mediaURI)) },
+                    timeout: 60)
                 for (name, result) in zip(slice, results) {
                     if case .success(.signedRequest(let request)) = result { signed[name] = request }
                 }
@@ -61,7 +63,9 @@ extension DaemonEndToEnd {
             Array(#"{"destination":"matrix.org","method":"GET","origin":"\#(origin)","uri":"\#(SpecVectors.mediaURI)"}"#.utf8)
         }
 
-        @Test("10,000 servers from a key directory: each signs with its own key; replies stay within max_frame; a reload adding and removing one domain changes only those")
+        @Test(
+            "10,000 servers from a key directory: each signs with its own key; replies stay within max_frame; a reload adding and removing one domain changes only those"
+        )
         func tenThousand() throws {
             let directory = TemporaryDirectory()
             var keys = try Self.makeKeys(directory, count: Self.count)
@@ -82,7 +86,9 @@ extension DaemonEndToEnd {
 
             // Replies within max_frame (64 KiB here), whatever the count.
             let raw = try RawSocket(path: daemon.socketPath)
-            for (id, request) in [Request.hello(clientName: ""), .hello(clientName: "", page: HelloPage()), .listKeys(cursor: ""), .stats].enumerated() {
+            for (id, request) in [Request.hello(clientName: ""), .hello(clientName: "", page: HelloPage()), .listKeys(cursor: ""), .stats]
+                .enumerated()
+            {
                 try raw.send(frameBytes(request, id: UInt32(id)))
                 let frame = try #require(try raw.readFrame())
                 #expect(frame.header.status == 0, "\(request.opcode)")
@@ -149,13 +155,16 @@ extension DaemonEndToEnd {
             directory.write("keys/d3.example.key", "not a key file\n")
             daemon.signal(SIGHUP)
             #expect(daemon.waitForReady(count: 2), "\(daemon.log)")
-            #expect(daemon.log.contains("d3.example.key") && daemon.log.contains("it keeps the keys it had before this reload"), "\(daemon.log)")
+            #expect(
+                daemon.log.contains("d3.example.key") && daemon.log.contains("it keeps the keys it had before this reload"), "\(daemon.log)"
+            )
             let kept = try client.signRequest(origin: "d3.example", destination: "matrix.org", uri: SpecVectors.mediaURI)
             #expect(keys["d3.example"]!.verify(signature: kept.signature.bytes, message: Self.message("d3.example")))
             // --check-config says what it found.
             let check = try run(Binaries.path("sigild"), ["--check-config", daemon.directory.file("sigild.yaml")])
             #expect(check.status == 0, "\(check.output)")
-            #expect(check.stdout.contains("key directory \(directory.file("keys")) (*.key): 49 server(s) loaded, 2 skipped"), "\(check.output)")
+            #expect(
+                check.stdout.contains("key directory \(directory.file("keys")) (*.key): 49 server(s) loaded, 2 skipped"), "\(check.output)")
             #expect(check.stdout.contains("49 server(s)"), "\(check.output)")
         }
     }

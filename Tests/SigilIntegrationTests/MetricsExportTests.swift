@@ -37,7 +37,9 @@ extension DaemonEndToEnd {
             return try run(promtool, ["check", "metrics"], input: text)
         }
 
-        @Test("live figures pass promtool check metrics and count what was done", .enabled(if: canCheck, "promtool is not installed (apt-get install prometheus); CI runs this test"))
+        @Test(
+            "live figures pass promtool check metrics and count what was done",
+            .enabled(if: canCheck, "promtool is not installed (apt-get install prometheus); CI runs this test"))
         func liveExposition() throws {
             let daemon = try DaemonFixture.quickStart()
             defer { daemon.stop() }
@@ -65,9 +67,15 @@ extension DaemonEndToEnd {
             #expect(!result.stdout.contains(TestKeys.specPublicKey), "key bytes in the metrics")
 
             // Per listener and uid, latency histograms, locked memory, reloads, servers.
-            #expect(Self.total(samples, "sigil_requests_total", [#"operation="ping""#, #"listener="main""#]).map { $0 >= 3 } == true, "\(result.stdout)")
-            #expect(Self.total(samples, "sigil_refusals_total", [#"listener="main""#, #"uid="\#(getuid())""#]).map { $0 >= 1 } == true, "\(result.stdout)")
-            #expect(Self.total(samples, "sigil_request_duration_seconds_count", [#"operation="ping""#]).map { $0 >= 3 } == true, "\(result.stdout)")
+            #expect(
+                Self.total(samples, "sigil_requests_total", [#"operation="ping""#, #"listener="main""#]).map { $0 >= 3 } == true,
+                "\(result.stdout)")
+            #expect(
+                Self.total(samples, "sigil_refusals_total", [#"listener="main""#, #"uid="\#(getuid())""#]).map { $0 >= 1 } == true,
+                "\(result.stdout)")
+            #expect(
+                Self.total(samples, "sigil_request_duration_seconds_count", [#"operation="ping""#]).map { $0 >= 3 } == true,
+                "\(result.stdout)")
             #expect(samples[#"sigil_request_duration_seconds_bucket{operation="sign_request",le="+Inf"}"#] == 1, "\(result.stdout)")
             #expect(Self.total(samples, "sigil_locked_memory_bytes").map { $0 > 0 } == true, "\(result.stdout)")
             #expect(Self.total(samples, "sigil_requests_rate_limited_total", [#"listener="main""#]) == 0, "\(result.stdout)")
@@ -77,7 +85,8 @@ extension DaemonEndToEnd {
             #expect(samples["sigil_audit_records_total"] == 0 && samples["sigil_audit_dropped_records_total"] == 0, "\(result.stdout)")
             daemon.signal(SIGHUP)
             #expect(daemon.waitForReady(count: 2))
-            let reloaded = Self.samples(try run(Binaries.path("sigil"), ["stats", "--socket", daemon.socketPath, "--format", "prometheus"]).stdout)
+            let reloaded = Self.samples(
+                try run(Binaries.path("sigil"), ["stats", "--socket", daemon.socketPath, "--format", "prometheus"]).stdout)
             #expect((reloaded["sigil_last_reload_timestamp_seconds"] ?? 0) > 1_700_000_000, "\(reloaded)")
 
             let open = try run(Binaries.path("sigil"), ["stats", "--socket", daemon.socketPath, "--format", "openmetrics"])
@@ -92,8 +101,12 @@ extension DaemonEndToEnd {
             defer { daemon.stop() }
             let target = daemon.directory.file("sigil.prom")
             for _ in 0..<2 {
-                let result = try run("/bin/sh", ["-c", "umask 077; exec \"$0\" \"$@\"", Binaries.path("sigil"), "stats", "--socket", daemon.socketPath,
-                                                 "--format", "prometheus", "--output", target])
+                let result = try run(
+                    "/bin/sh",
+                    [
+                        "-c", "umask 077; exec \"$0\" \"$@\"", Binaries.path("sigil"), "stats", "--socket", daemon.socketPath,
+                        "--format", "prometheus", "--output", target,
+                    ])
                 #expect(result.status == 0, "\(result.output)")
                 #expect(result.stdout.isEmpty)
             }
@@ -115,7 +128,8 @@ extension DaemonEndToEnd {
             let directory = TemporaryDirectory()
             let target = directory.file("sigil.prom")
             directory.write("sigil.prom", "sigil_up 1\nsigil_requests_total 5\n", mode: 0o644)
-            let result = try run(Binaries.path("sigil"), ["stats", "--socket", directory.file("absent.sock"), "--format", "prometheus", "--output", target])
+            let result = try run(
+                Binaries.path("sigil"), ["stats", "--socket", directory.file("absent.sock"), "--format", "prometheus", "--output", target])
             #expect(result.status == 3, "\(result.output)")
             #expect(result.stderr.contains("cannot connect to sigild at \(directory.file("absent.sock"))"), "\(result.stderr)")
             #expect(result.stderr.contains("wrote sigil_up 0"), "\(result.stderr)")
@@ -133,21 +147,25 @@ extension DaemonEndToEnd {
             #expect(json.stdout.isEmpty)
         }
 
-        @Test("a caller the daemon refuses STATS: sigil_up 0, with the refusal on stderr",
-              .enabled(if: Privileges.isRoot && Privileges.hasSetpriv, "needs root and setpriv to call as nobody"))
+        @Test(
+            "a caller the daemon refuses STATS: sigil_up 0, with the refusal on stderr",
+            .enabled(if: Privileges.isRoot && Privileges.hasSetpriv, "needs root and setpriv to call as nobody"))
         func statsDenied() throws {
             // uid 65534 may PING, not read STATS (a caller no rule matches is not even accepted).
-            let daemon = try DaemonFixture.quickStart(extraConfig: """
-                access:
-                  - uid: 0
-                  - uid: 65534
-                    operations: [ping]
-                """)
+            let daemon = try DaemonFixture.quickStart(
+                extraConfig: """
+                    access:
+                      - uid: 0
+                      - uid: 65534
+                        operations: [ping]
+                    """)
             defer { daemon.stop() }
             Privileges.openDirectory(daemon.directory)
-            let result = try run(Privileges.setpriv, Array(Privileges.asNobody.dropFirst()) + [
-                Binaries.path("sigil"), "stats", "--socket", daemon.socketPath, "--format", "prometheus",
-            ])
+            let result = try run(
+                Privileges.setpriv,
+                Array(Privileges.asNobody.dropFirst()) + [
+                    Binaries.path("sigil"), "stats", "--socket", daemon.socketPath, "--format", "prometheus",
+                ])
             #expect(result.status == 3, "\(result.output)")
             #expect(result.stderr.contains("DENIED"), "\(result.stderr)")
             #expect(Self.samples(result.stdout) == ["sigil_up": 0], "\(result.stdout)")

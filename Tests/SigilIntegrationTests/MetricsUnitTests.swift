@@ -17,12 +17,15 @@ struct MetricsUnitTests {
         text.split(separator: "\n").filter { $0.hasPrefix(key + "=") }.map { String($0.dropFirst(key.count + 1)) }
     }
 
-    @Test("systemd-analyze verify accepts both units without a warning", .enabled(if: analyze != nil, "systemd-analyze is not installed (apt-get install systemd)"))
+    @Test(
+        "systemd-analyze verify accepts both units without a warning",
+        .enabled(if: analyze != nil, "systemd-analyze is not installed (apt-get install systemd)"))
     func verify() throws {
         let directory = TemporaryDirectory()
         var paths: [String] = []
         for name in Self.units {
-            let text = try Self.unit(name).replacingOccurrences(of: "ExecStart=/usr/bin/sigil ", with: "ExecStart=\(Binaries.path("sigil")) ")
+            let text = try Self.unit(name).replacingOccurrences(
+                of: "ExecStart=/usr/bin/sigil ", with: "ExecStart=\(Binaries.path("sigil")) ")
             paths.append(directory.write(name, text, mode: 0o644))
         }
         let result = try run(Self.analyze!, ["verify", "--man=no"] + paths, environment: ["SYSTEMD_LOG_COLOR": "0"])
@@ -30,17 +33,23 @@ struct MetricsUnitTests {
         #expect(result.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(result.output)")
     }
 
-    @Test("systemd-analyze security rates sigil-metrics.service at most 1.0", .enabled(if: analyze != nil, "systemd-analyze is not installed (apt-get install systemd)"))
+    @Test(
+        "systemd-analyze security rates sigil-metrics.service at most 1.0",
+        .enabled(if: analyze != nil, "systemd-analyze is not installed (apt-get install systemd)"))
     func security() throws {
-        let result = try run(Self.analyze!, ["security", "--offline=true", "--no-pager", SystemdUnitTests.unitPath("sigil-metrics.service")],
-                             environment: ["SYSTEMD_LOG_COLOR": "0", "SYSTEMD_COLORS": "0"])
+        let result = try run(
+            Self.analyze!, ["security", "--offline=true", "--no-pager", SystemdUnitTests.unitPath("sigil-metrics.service")],
+            environment: ["SYSTEMD_LOG_COLOR": "0", "SYSTEMD_COLORS": "0"])
         #expect(result.status == 0 && result.stderr.isEmpty, "\(result.output)")
-        let line = try #require(result.stdout.split(separator: "\n").first { $0.contains("Overall exposure level for sigil-metrics.service:") })
+        let line = try #require(
+            result.stdout.split(separator: "\n").first { $0.contains("Overall exposure level for sigil-metrics.service:") })
         let figure = try #require(line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) })
         #expect(figure <= Self.maximumExposure, "\(result.stdout)")
     }
 
-    @Test("the timer starts the service every 15 seconds, on the clock", .enabled(if: analyze != nil, "systemd-analyze is not installed (apt-get install systemd)"))
+    @Test(
+        "the timer starts the service every 15 seconds, on the clock",
+        .enabled(if: analyze != nil, "systemd-analyze is not installed (apt-get install systemd)"))
     func timer() throws {
         let calendar = try #require(Self.settings(try Self.unit("sigil-metrics.timer"), "OnCalendar").first)
         let result = try run(Self.analyze!, ["calendar", "--iterations=4", calendar], environment: ["TZ": "UTC", "SYSTEMD_COLORS": "0"])
@@ -62,7 +71,9 @@ struct MetricsUnitTests {
     func commandUnderTheFilter() throws {
         let service = try Self.unit("sigil-metrics.service")
         // The same filter lines as sigild.service, so the set SystemdUnitTests computes applies.
-        #expect(Self.settings(service, "SystemCallFilter") == Self.settings(try SystemdUnitTests.read(SystemdUnitTests.unitPath("sigild.service")), "SystemCallFilter"))
+        #expect(
+            Self.settings(service, "SystemCallFilter")
+                == Self.settings(try SystemdUnitTests.read(SystemdUnitTests.unitPath("sigild.service")), "SystemCallFilter"))
         #expect(Self.settings(service, "CapabilityBoundingSet") == [""])
         let allowed = try SystemdUnitTests.allowedSystemCalls()
 
@@ -87,9 +98,11 @@ struct MetricsUnitTests {
         // The socket and the directory are root's and not writable by others, as on a real host.
         chmod(daemon.socketPath, 0o600)
         chmod(output, 0o755)
-        let result = try run(SystemdUnitTests.setpriv!, [
-            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", loader, list, Binaries.path("sigil"),
-        ] + arguments, environment: ["SWIFT_BACKTRACE": "enable=no"])
+        let result = try run(
+            SystemdUnitTests.setpriv!,
+            [
+                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", loader, list, Binaries.path("sigil"),
+            ] + arguments, environment: ["SWIFT_BACKTRACE": "enable=no"])
         // Killed by SIGSYS had it made a call outside the filter.
         #expect(result.status == 0, "\(result.output)")
         let written = try String(contentsOfFile: output + "/sigil.prom", encoding: .utf8)

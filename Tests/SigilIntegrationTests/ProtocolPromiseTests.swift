@@ -40,7 +40,9 @@ extension DaemonEndToEnd {
             return writer.bytes
         }
 
-        @Test("with the default limits the advertised max_in_flight is the one enforced: the 17th large batch gets BUSY, PINGs and single signatures never do")
+        @Test(
+            "with the default limits the advertised max_in_flight is the one enforced: the 17th large batch gets BUSY, PINGs and single signatures never do"
+        )
         func advertisedInFlightIsEffective() throws {
             let daemon = try Self.daemon(extra: "workers: 1")
             defer { daemon.stop() }
@@ -50,13 +52,23 @@ extension DaemonEndToEnd {
             // 40 large batches, then PINGs and single requests, in one write.
             var bytes: [UInt8] = []
             for id in 1...40 { bytes += Self.largeBatch(UInt32(id)) }
-            for id in 41...60 { bytes += frameBytes(id % 2 == 0 ? .ping(payload: [1]) : .signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI)), id: UInt32(id)) }
+            for id in 41...60 {
+                bytes += frameBytes(
+                    id % 2 == 0
+                        ? .ping(payload: [1])
+                        : .signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI)),
+                    id: UInt32(id))
+            }
             try socket.send(bytes)
             var busy: Set<UInt32> = []
             var answered: Set<UInt32> = []
             for _ in 0..<60 {
                 let frame = try #require(try socket.readFrame())
-                if frame.header.status == WireStatus.busy.rawValue { busy.insert(frame.header.requestID) } else { answered.insert(frame.header.requestID) }
+                if frame.header.status == WireStatus.busy.rawValue {
+                    busy.insert(frame.header.requestID)
+                } else {
+                    answered.insert(frame.header.requestID)
+                }
             }
             #expect(!busy.isEmpty, "no BUSY with 40 large batches and max_in_flight 16")
             #expect(busy.allSatisfy { $0 <= 40 }, "small requests got BUSY: \(busy.filter { $0 > 40 }.sorted())")
@@ -70,7 +82,8 @@ extension DaemonEndToEnd {
             let old = daemon.client()
             #expect(try old.hello().maxFrameLength == 65536)
             let configPath = daemon.directory.file("sigild.yaml")
-            let text = try String(contentsOfFile: configPath, encoding: .utf8).replacingOccurrences(of: "max_frame: 64KiB", with: "max_frame: 1MiB")
+            let text = try String(contentsOfFile: configPath, encoding: .utf8).replacingOccurrences(
+                of: "max_frame: 64KiB", with: "max_frame: 1MiB")
             daemon.directory.write("sigild.yaml", text, mode: 0o644)
             daemon.signal(SIGHUP)
             #expect(daemon.waitForReady(count: 2))
@@ -122,17 +135,29 @@ extension DaemonEndToEnd {
             let client = daemon.client()
             let cases: [(SignRequestParams, String)] = [
                 (SignRequestParams(origin: "do main", destination: "x y", uri: "/x"), "origin is not a valid Matrix server name"),
-                (SignRequestParams(origin: "domain", destination: "exa mple.org", uri: "/x"), "destination is not a valid Matrix server name"),
-                (SignRequestParams(origin: "domain", destination: "example.org", method: "GE T", uri: "/x"), "method must be an HTTP token"),
+                (
+                    SignRequestParams(origin: "domain", destination: "exa mple.org", uri: "/x"),
+                    "destination is not a valid Matrix server name"
+                ),
+                (
+                    SignRequestParams(origin: "domain", destination: "example.org", method: "GE T", uri: "/x"),
+                    "method must be an HTTP token"
+                ),
                 (SignRequestParams(origin: "domain", destination: "example.org", uri: "x"), "uri must be the request target"),
                 (SignRequestParams(origin: "domain", destination: "example.org", uri: "/a b"), "uri must be the request target"),
                 (SignRequestParams(origin: "domain", destination: "example.org", uri: "/a#b"), "uri must be the request target"),
                 (SignRequestParams(origin: "domain", destination: "example.org", uri: "/é"), "uri must be the request target"),
-                (SignRequestParams(origin: "domain", destination: "example.org", method: "PUT", uri: "/x", content: Array("{\"a\":1.5}".utf8)), "content is not valid JSON"),
+                (
+                    SignRequestParams(
+                        origin: "domain", destination: "example.org", method: "PUT", uri: "/x", content: Array("{\"a\":1.5}".utf8)),
+                    "content is not valid JSON"
+                ),
             ]
             for (params, message) in cases {
                 do {
-                    _ = try client.signRequest(origin: params.origin, destination: params.destination, method: params.method, uri: params.uri, content: params.content)
+                    _ = try client.signRequest(
+                        origin: params.origin, destination: params.destination, method: params.method, uri: params.uri,
+                        content: params.content)
                     Issue.record("signed: \(params)")
                 } catch {
                     guard case .rejected(let failure) = error else {
@@ -195,7 +220,8 @@ extension DaemonEndToEnd {
             #expect(stats.int("listeners", "main", "requests", "sign_request", "count") == 5)
             let latency = try #require(stats["latency_us"] as? [String: Any])
             #expect((latency["bounds"] as? [Int])?.first == 5)
-            #expect(((latency["ops"] as? [String: Any])?["sign_request"] as? [String: Any])?["count"] as? Int == 1, "a batch frame counts once")
+            #expect(
+                ((latency["ops"] as? [String: Any])?["sign_request"] as? [String: Any])?["count"] as? Int == 1, "a batch frame counts once")
         }
 
         @Test(
@@ -206,9 +232,11 @@ extension DaemonEndToEnd {
             let key = directory.write("spec.key", TestKeys.specSynapseFile)
             let socket = directory.file("s.sock")
             let daemon = try ActivatedDaemon(
-                config: "", sockets: [(socket, "sigild")], arguments: ["--key", "domain=\(key)", "--memory-lock", "warn"], directory: directory)
+                config: "", sockets: [(socket, "sigild")], arguments: ["--key", "domain=\(key)", "--memory-lock", "warn"],
+                directory: directory)
             defer { daemon.stop() }
-            let signed = try SigilClient(socketPath: socket, timeout: 10).signRequest(origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI)
+            let signed = try SigilClient(socketPath: socket, timeout: 10).signRequest(
+                origin: "domain", destination: "example.org", uri: SpecVectors.mediaURI)
             #expect(signed.header == SpecVectors.mediaHeader)
             #expect(daemon.log.contains("sigild=systemd fd 3"), "\(daemon.log)")
         }

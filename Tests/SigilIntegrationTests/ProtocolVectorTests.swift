@@ -1,6 +1,6 @@
-import SigilTestSupport
 import Foundation
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// docs/PROTOCOL.md's test vectors, replayed against a real daemon: the document a client
@@ -45,7 +45,8 @@ struct ProtocolVectorTests {
         let vectors = try Self.vectors()
         #expect(
             vectors.map(\.name) == [
-                "ping", "sign_request", "sign_request_batch", "verify", "key_document", "unknown_opcode", "list_keys_paged", "batch_of_zero_items",
+                "ping", "sign_request", "sign_request_batch", "verify", "key_document", "unknown_opcode", "list_keys_paged",
+                "batch_of_zero_items",
                 "batch_flag_on_ping", "frame_too_large",
             ])
         let daemon = try DaemonFixture.quickStart()
@@ -78,7 +79,8 @@ struct ProtocolVectorTests {
         #expect(frameBytes(.listKeys(cursor: ""), id: 7) == vectors["list_keys_paged"]?.request)
         var batch = WireWriter()
         let second = SignRequestParams(
-            origin: "domain", destination: "example.org:8448", uri: "/_matrix/federation/v1/media/thumbnail/abc123?width=32&height=32&method=crop")
+            origin: "domain", destination: "example.org:8448",
+            uri: "/_matrix/federation/v1/media/thumbnail/abc123?width=32&height=32&method=crop")
         Request.encodeBatch([.signRequest(sign), .signRequest(second)], requestID: 3, into: &batch)
         #expect(batch.bytes == vectors["sign_request_batch"]?.request)
     }

@@ -1,6 +1,6 @@
-import SigilTestSupport
 import Foundation
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// The brief's "a test greps what the tools print for key bytes": every tool, on success and on
@@ -106,7 +106,10 @@ struct SecretHygieneTests {
             ["keys", "document", mmr, "--server", "bad server name"],
             ["keys", "document", mmr, "--server", "domain", "--valid-for", "0"],
             ["verify-json", "--server", "domain", "--public-key", "ed25519:1=\(Self.seed)x"],
-            ["x-matrix", "--key", mmr, "--origin", "domain", "--destination", "example.org", "--uri", "/x", "--content", directory.file("absent")],
+            [
+                "x-matrix", "--key", mmr, "--origin", "domain", "--destination", "example.org", "--uri", "/x", "--content",
+                directory.file("absent"),
+            ],
             ["sign-json", "--key", mmr, "--server", "domain"],
         ]
         for arguments in badArguments {
@@ -134,7 +137,8 @@ struct SecretHygieneTests {
             #expect(!material.leaks(in: "message: \(leak) end").isEmpty, "not caught: \(leak)")
         }
         // Public material is not a leak.
-        let clean = "ed25519:1  \(key.publicKey)  \(CLIVectors.oneTwoSignature) \(Base64.encode(Base64.decode(key.publicKey)!, padded: true))"
+        let clean =
+            "ed25519:1  \(key.publicKey)  \(CLIVectors.oneTwoSignature) \(Base64.encode(Base64.decode(key.publicKey)!, padded: true))"
         #expect(material.leaks(in: clean).isEmpty)
         #expect(material.leaks(in: String(Base64.encode(expanded).dropFirst(43))).isEmpty, "the public half of the expanded key")
     }
@@ -148,7 +152,9 @@ struct SecretHygieneTests {
         let socket = ["--socket", daemon.socketPath]
         #expect(try watch.run(Tool.sigil, ["ping"] + socket).status == 0)
         #expect(try watch.run(Tool.sigil, ["keys"] + socket).status == 0)
-        #expect(try watch.run(Tool.sigil, ["sign-request"] + socket + ["--origin", "domain", "--destination", "example.org", "--uri", "/x"]).status == 0)
+        #expect(
+            try watch.run(Tool.sigil, ["sign-request"] + socket + ["--origin", "domain", "--destination", "example.org", "--uri", "/x"])
+                .status == 0)
         #expect(try watch.run(Tool.sigil, ["sign-json"] + socket + ["--server", "domain"], input: "{}").status != 0)
         #expect(try watch.run(Tool.sigil, ["key-document"] + socket + ["--server", "domain"]).status == 0)
         #expect(try watch.run(Tool.sigil, ["verify-json"] + socket + ["--server", "domain"], input: CLIVectors.oneTwoSigned).status == 0)
@@ -179,7 +185,8 @@ struct SecretHygieneTests {
             ToolSeeds.expectClean(daemon.log, "sigild's log after a refused reload (\(name))")
         }
         // Still serving the original key.
-        let signed = try watch.run(Tool.sigil, ["sign-request"] + socket + ["--origin", "domain", "--destination", "example.org", "--uri", CLIVectors.downloadURI])
+        let signed = try watch.run(
+            Tool.sigil, ["sign-request"] + socket + ["--origin", "domain", "--destination", "example.org", "--uri", CLIVectors.downloadURI])
         #expect(signed.stdout == CLIVectors.downloadHeader + "\n", "\(signed.output)")
         let stats = try CLIVectors.json(try watch.run(Tool.sigil, ["stats"] + socket).stdout)
         let reloadCounters = try #require(stats["reloads"] as? [String: Any])

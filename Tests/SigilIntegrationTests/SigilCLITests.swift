@@ -1,6 +1,6 @@
-import SigilTestSupport
 import Foundation
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// Vectors: the spec's (research notes §3.7) and those derived from the spec key (§3.8).
@@ -9,20 +9,23 @@ enum CLIVectors {
     static let oneTwo = #"{"one": 1, "two": "Two"}"#
     static let oneTwoSignature = "KqmLSbO39/Bzb0QIYE82zqLwsA+PDzYIpIRA2sRQ4sL53+sN6/fpNSoqE7BP7vBZhG6kYdD13EIMJpvhJI+6Bw"
     static let oneTwoSigned = #"{"one":1,"signatures":{"domain":{"ed25519:1":"\#(oneTwoSignature)"}},"two":"Two"}"#
-    static let emptySigned = #"{"signatures":{"domain":{"ed25519:1":"K8280/U9SSy9IVtjBuVeLr+HpOB4BQFWbg+UZaADMtTdGYI7Geitb76LTrr5QV/7Xg4ahLwYGYZzuHGZKM5ZAQ"}}}"#
+    static let emptySigned =
+        #"{"signatures":{"domain":{"ed25519:1":"K8280/U9SSy9IVtjBuVeLr+HpOB4BQFWbg+UZaADMtTdGYI7Geitb76LTrr5QV/7Xg4ahLwYGYZzuHGZKM5ZAQ"}}}"#
 
     static let downloadURI = "/_matrix/federation/v1/media/download/abc123"
     static let downloadSignature = "UxgQZoKQVT7ekj4hjL7QlLRJwA7YaGP7mDBBXDITiGiVDxcGOep/LlSrlzfWGQ6GvgeMdydmBp2v9r+rHdKhDA"
     static let downloadHeader = #"X-Matrix origin="domain",destination="example.org",key="ed25519:1",sig="\#(downloadSignature)""#
     /// The canonical JSON the download header's signature covers.
-    static let downloadSigned = #"{"destination":"example.org","method":"GET","origin":"domain","uri":"/_matrix/federation/v1/media/download/abc123"}"#
+    static let downloadSigned =
+        #"{"destination":"example.org","method":"GET","origin":"domain","uri":"/_matrix/federation/v1/media/download/abc123"}"#
 
     static let sendURI = "/_matrix/federation/v1/send/1"
     static let sendContent = #"{"pdus": [], "edus": []}"#
     static let sendSignature = "UHEIs1sToaPQ7o8tKTAPKYmK1R4jt64IKM/aaTH51wdAtzU6wWFd6r+bIC5Y+/LWozlLxBq9706047+gWxfuBg"
 
     static let documentSignature = "ewq/uPhfAzmWSa/3PRlr5Q0W59jG75Wtb6mzxIELuVRAxYMHOeMFue6fNXijZkIwLLembQ0+gl7DIkiUGcoUBg"
-    static let document = #"{"old_verify_keys":{},"server_name":"domain","signatures":{"domain":{"ed25519:1":"\#(documentSignature)"}},"valid_until_ts":1700000000000,"verify_keys":{"ed25519:1":{"key":"\#(TestKeys.specPublicKey)"}}}"#
+    static let document =
+        #"{"old_verify_keys":{},"server_name":"domain","signatures":{"domain":{"ed25519:1":"\#(documentSignature)"}},"valid_until_ts":1700000000000,"verify_keys":{"ed25519:1":{"key":"\#(TestKeys.specPublicKey)"}}}"#
 
     static func json(_ text: String) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "not a JSON object: \(text)")
@@ -74,7 +77,10 @@ struct SigilOfflineTests {
         let before = Int64(Date().timeIntervalSince1970 * 1000)
         let result = try watch.run(
             Tool.sigil,
-            ["keys", "document", path, "--server", "example.org", "--old-key", "\(oldKey.id)=\(oldKey.publicKey)@1700000000000", "--valid-for", "12h"])
+            [
+                "keys", "document", path, "--server", "example.org", "--old-key", "\(oldKey.id)=\(oldKey.publicKey)@1700000000000",
+                "--valid-for", "12h",
+            ])
         let after = Int64(Date().timeIntervalSince1970 * 1000)
         #expect(result.status == 0, "\(result.output)")
         #expect(result.stderr.isEmpty, "\(result.stderr)")
@@ -100,16 +106,19 @@ struct SigilOfflineTests {
             #expect(verified.stderr.contains("valid: example.org \(key.id)"), "\(verified.stderr)")
         }
         let all = try watch.run(
-            Tool.sigil, ["verify-json", "--server", "example.org"] + keys.flatMap { ["--public-key", "\($0.id)=\($0.publicKey)"] }, input: result.stdout)
+            Tool.sigil, ["verify-json", "--server", "example.org"] + keys.flatMap { ["--public-key", "\($0.id)=\($0.publicKey)"] },
+            input: result.stdout)
         #expect(all.status == 0, "\(all.output)")
         // The retired key did not sign.
         let retired = try watch.run(
-            Tool.sigil, ["verify-json", "--server", "example.org", "--public-key", "\(oldKey.id)=\(oldKey.publicKey)"], input: result.stdout)
+            Tool.sigil, ["verify-json", "--server", "example.org", "--public-key", "\(oldKey.id)=\(oldKey.publicKey)"], input: result.stdout
+        )
         #expect(retired.status == 1)
         #expect(retired.stderr.contains("missing"), "\(retired.stderr)")
         // Nor does the document verify for another server name.
         let otherServer = try watch.run(
-            Tool.sigil, ["verify-json", "--server", "other.org", "--public-key", "\(keys[0].id)=\(keys[0].publicKey)"], input: result.stdout)
+            Tool.sigil, ["verify-json", "--server", "other.org", "--public-key", "\(keys[0].id)=\(keys[0].publicKey)"], input: result.stdout
+        )
         #expect(otherServer.status == 1)
     }
 
@@ -148,7 +157,8 @@ struct SigilOfflineTests {
         // The same key in MMR format signs the same way.
         let converted = try watch.run(Tool.generate, ["-input", path, "-output", directory.file("spec.mmr")])
         #expect(converted.status == 0)
-        let viaMMR = try watch.run(Tool.sigil, ["sign-json", "--key", directory.file("spec.mmr"), "--server", "domain"], input: CLIVectors.oneTwo)
+        let viaMMR = try watch.run(
+            Tool.sigil, ["sign-json", "--key", directory.file("spec.mmr"), "--server", "domain"], input: CLIVectors.oneTwo)
         #expect(viaMMR.stdout == CLIVectors.oneTwoSigned + "\n")
         // Existing signatures are kept; a second server's signature is added beside them.
         let twice = try watch.run(Tool.sigil, ["sign-json", "--key", path, "--server", "other.org"], input: CLIVectors.oneTwoSigned)
@@ -175,11 +185,13 @@ struct SigilOfflineTests {
             """
         #expect(try watch.run(Tool.sigil, arguments, input: pretty).status == 0)
 
-        let tampered = try watch.run(Tool.sigil, arguments, input: CLIVectors.oneTwoSigned.replacingOccurrences(of: #""one":1"#, with: #""one":2"#))
+        let tampered = try watch.run(
+            Tool.sigil, arguments, input: CLIVectors.oneTwoSigned.replacingOccurrences(of: #""one":1"#, with: #""one":2"#))
         #expect(tampered.status == 1)
         #expect(tampered.stderr.contains("INVALID: domain ed25519:1"), "\(tampered.stderr)")
         let wrongKey = try watch.run(
-            Tool.sigil, ["verify-json", "--server", "domain", "--public-key", "ed25519:1=\(MMRFixtures.mmrA.publicKey)"], input: CLIVectors.oneTwoSigned)
+            Tool.sigil, ["verify-json", "--server", "domain", "--public-key", "ed25519:1=\(MMRFixtures.mmrA.publicKey)"],
+            input: CLIVectors.oneTwoSigned)
         #expect(wrongKey.status == 1)
         let unsigned = try watch.run(Tool.sigil, arguments, input: CLIVectors.oneTwo)
         #expect(unsigned.status == 1)
@@ -187,7 +199,8 @@ struct SigilOfflineTests {
         let noKeys = try watch.run(Tool.sigil, ["verify-json", "--server", "domain"], input: CLIVectors.oneTwoSigned)
         #expect(noKeys.status != 0)
         #expect(noKeys.stderr.contains("--public-key"), "\(noKeys.stderr)")
-        let badKey = try watch.run(Tool.sigil, ["verify-json", "--server", "domain", "--public-key", "ed25519:1=short"], input: CLIVectors.oneTwoSigned)
+        let badKey = try watch.run(
+            Tool.sigil, ["verify-json", "--server", "domain", "--public-key", "ed25519:1=short"], input: CLIVectors.oneTwoSigned)
         #expect(badKey.status != 0)
         #expect(badKey.stderr.contains("ed25519:1=short"), "\(badKey.stderr)")
     }
@@ -204,17 +217,28 @@ struct SigilOfflineTests {
         #expect(download.stdout == CLIVectors.downloadHeader + "\n")
         let thumbnail = try watch.run(
             Tool.sigil,
-            ["x-matrix", "--key", path, "--origin", "domain", "--destination", "example.org:8448",
-             "--uri", "/_matrix/federation/v1/media/thumbnail/abc123?width=32&height=32&method=crop"])
-        #expect(thumbnail.stdout.contains(#"sig="xUdl0crwyIIxOoybW4873YLdTI/rENy856g/SH9OLZkeNyMDpmyxNpCr53LWHnEYO5PQ9OJ/6JKqkbkpV0IdCg""#), "\(thumbnail.output)")
+            [
+                "x-matrix", "--key", path, "--origin", "domain", "--destination", "example.org:8448",
+                "--uri", "/_matrix/federation/v1/media/thumbnail/abc123?width=32&height=32&method=crop",
+            ])
+        #expect(
+            thumbnail.stdout.contains(#"sig="xUdl0crwyIIxOoybW4873YLdTI/rENy856g/SH9OLZkeNyMDpmyxNpCr53LWHnEYO5PQ9OJ/6JKqkbkpV0IdCg""#),
+            "\(thumbnail.output)")
         let body = directory.write("body.json", CLIVectors.sendContent, mode: 0o644)
         let send = try watch.run(
             Tool.sigil,
-            ["x-matrix", "--key", path, "--origin", "domain", "--destination", "example.org", "--method", "PUT", "--uri", CLIVectors.sendURI, "--content", body])
+            [
+                "x-matrix", "--key", path, "--origin", "domain", "--destination", "example.org", "--method", "PUT", "--uri",
+                CLIVectors.sendURI, "--content", body,
+            ])
         #expect(send.status == 0, "\(send.output)")
         #expect(send.stdout.contains(#"sig="\#(CLIVectors.sendSignature)""#), "\(send.output)")
         let noBody = try watch.run(
-            Tool.sigil, ["x-matrix", "--key", path, "--origin", "domain", "--destination", "example.org", "--uri", CLIVectors.downloadURI, "--content", directory.file("absent.json")])
+            Tool.sigil,
+            [
+                "x-matrix", "--key", path, "--origin", "domain", "--destination", "example.org", "--uri", CLIVectors.downloadURI,
+                "--content", directory.file("absent.json"),
+            ])
         #expect(noBody.status != 0)
         #expect(noBody.stderr.contains(directory.file("absent.json")), "\(noBody.stderr)")
     }
@@ -224,7 +248,9 @@ struct SigilOfflineTests {
         let watch = SecretWatch()
         defer { watch.expectNoSecrets() }
         let originKey = "domain/ed25519:1=\(TestKeys.specPublicKey)"
-        func verify(_ header: String, uri: String = CLIVectors.downloadURI, destination: String = "example.org", keys: [String]? = nil) throws -> ProcessResult {
+        func verify(_ header: String, uri: String = CLIVectors.downloadURI, destination: String = "example.org", keys: [String]? = nil)
+            throws -> ProcessResult
+        {
             try watch.run(
                 Tool.sigil,
                 ["verify-request", "--authorization", header, "--uri", uri, "--destination", destination]
@@ -249,7 +275,11 @@ struct SigilOfflineTests {
         watch.learnSeeds(fromKeyFile: directory.file("new.key"))
         let (version, seed) = try #require(KeyLayout.match(try directory.read("new.key"), format: .mmr), "\(generated.output)")
         let header = try watch.run(
-            Tool.sigil, ["x-matrix", "--key", directory.file("new.key"), "--origin", "me.org", "--destination", "example.org", "--uri", CLIVectors.downloadURI])
+            Tool.sigil,
+            [
+                "x-matrix", "--key", directory.file("new.key"), "--origin", "me.org", "--destination", "example.org", "--uri",
+                CLIVectors.downloadURI,
+            ])
         let roundTrip = try verify(
             header.stdout.trimmingCharacters(in: .newlines), keys: ["me.org/ed25519:\(version)=\(ToolSeeds.publicKey(seedText: seed))"])
         #expect(roundTrip.status == 0, "\(roundTrip.output)")
@@ -261,7 +291,9 @@ struct SigilOfflineTests {
         let watch = SecretWatch()
         defer { watch.expectNoSecrets() }
         let path = directory.write("spec.key", TestKeys.specSynapseFile)
-        func expectError(_ arguments: [String], input: String? = nil, mentions: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        func expectError(_ arguments: [String], input: String? = nil, mentions: String, sourceLocation: SourceLocation = #_sourceLocation)
+            throws
+        {
             let result = try watch.run(Tool.sigil, arguments, input: input)
             #expect(result.status != 0, "\(arguments)", sourceLocation: sourceLocation)
             #expect(result.stdout.isEmpty, "\(arguments): \(result.stdout)", sourceLocation: sourceLocation)
@@ -270,8 +302,11 @@ struct SigilOfflineTests {
         try expectError(["sign-json", "--key", path, "--server", "domain"], input: #"{"a": 1,}"#, mentions: "at byte 8")
         try expectError(["sign-json", "--key", path, "--server", "domain"], input: "[1, 2]", mentions: "object")
         try expectError(["sign-json", "--key", path, "--server", "domain"], input: "", mentions: "JSON")
-        try expectError(["verify-json", "--server", "domain", "--public-key", CLIVectors.specPublicKeyArgument], input: #"{"one": 1"#, mentions: "byte")
-        try expectError(["sign-json", "--key", directory.file("absent.key"), "--server", "domain"], input: "{}", mentions: "\(directory.file("absent.key")): cannot open")
+        try expectError(
+            ["verify-json", "--server", "domain", "--public-key", CLIVectors.specPublicKeyArgument], input: #"{"one": 1"#, mentions: "byte")
+        try expectError(
+            ["sign-json", "--key", directory.file("absent.key"), "--server", "domain"], input: "{}",
+            mentions: "\(directory.file("absent.key")): cannot open")
         try expectError(
             ["x-matrix", "--key", directory.file("absent.key"), "--origin", "domain", "--destination", "example.org", "--uri", "/x"],
             mentions: directory.file("absent.key"))
@@ -280,12 +315,17 @@ struct SigilOfflineTests {
         // seed pasted in the wrong place) is shown only by its length.
         let publicKey = MMRFixtures.mmrB.publicKey
         for (bad, quoted) in [
-            ("foo", "'foo'"), ("ed25519:old=short@1", "'ed25519:old=short@1'"), ("ed25519:old=\(publicKey)", "'ed25519:old=<43 base64 characters>'"),
-            ("old=\(publicKey)@1", "'old=<43 base64 characters>@1'"), ("ed25519:old=\(publicKey)@soon", "'ed25519:old=<43 base64 characters>@soon'"),
+            ("foo", "'foo'"), ("ed25519:old=short@1", "'ed25519:old=short@1'"),
+            ("ed25519:old=\(publicKey)", "'ed25519:old=<43 base64 characters>'"),
+            ("old=\(publicKey)@1", "'old=<43 base64 characters>@1'"),
+            ("ed25519:old=\(publicKey)@soon", "'ed25519:old=<43 base64 characters>@soon'"),
         ] {
-            try expectError(["keys", "document", path, "--server", "domain", "--old-key", bad], mentions: "document: --old-key \(quoted): expected ed25519:ID=PUBLICKEY@EXPIRED_TS")
+            try expectError(
+                ["keys", "document", path, "--server", "domain", "--old-key", bad],
+                mentions: "document: --old-key \(quoted): expected ed25519:ID=PUBLICKEY@EXPIRED_TS")
         }
-        try expectError(["sign-json", "--key", path, "--socket", directory.file("s.sock"), "--server", "domain"], input: "{}", mentions: "not both")
+        try expectError(
+            ["sign-json", "--key", path, "--socket", directory.file("s.sock"), "--server", "domain"], input: "{}", mentions: "not both")
     }
 }
 
@@ -320,21 +360,26 @@ struct SigilDaemonCommandTests {
         let body = directory.write("body.json", CLIVectors.sendContent)
         let put = try watch.run(
             Tool.sigil,
-            ["sign-request"] + socket + ["--origin", "domain", "--destination", "example.org", "--method", "PUT", "--uri", CLIVectors.sendURI, "--content", body])
+            ["sign-request"] + socket + [
+                "--origin", "domain", "--destination", "example.org", "--method", "PUT", "--uri", CLIVectors.sendURI, "--content", body,
+            ])
         #expect(put.stdout.contains(#"sig="\#(CLIVectors.sendSignature)""#), "\(put.output)")
         let unknownOrigin = try watch.run(
-            Tool.sigil, ["sign-request"] + socket + ["--origin", "other.org", "--destination", "example.org", "--uri", CLIVectors.downloadURI])
+            Tool.sigil,
+            ["sign-request"] + socket + ["--origin", "other.org", "--destination", "example.org", "--uri", CLIVectors.downloadURI])
         #expect(unknownOrigin.status != 0)
         #expect(unknownOrigin.stdout.isEmpty)
 
         // verify: a raw signature over standard input, by key ID in sigild's keyring or by public key.
         for keyArguments in [["--server", "domain", "--key-id", "ed25519:1"], ["--public-key", TestKeys.specPublicKey]] {
             let valid = try watch.run(
-                Tool.sigil, ["verify"] + socket + keyArguments + ["--signature", CLIVectors.downloadSignature], input: CLIVectors.downloadSigned)
+                Tool.sigil, ["verify"] + socket + keyArguments + ["--signature", CLIVectors.downloadSignature],
+                input: CLIVectors.downloadSigned)
             #expect(valid.status == 0, "\(keyArguments): \(valid.output)")
             #expect(valid.stderr.contains("valid"))
             let invalid = try watch.run(
-                Tool.sigil, ["verify"] + socket + keyArguments + ["--signature", CLIVectors.downloadSignature], input: CLIVectors.downloadSigned + " ")
+                Tool.sigil, ["verify"] + socket + keyArguments + ["--signature", CLIVectors.downloadSignature],
+                input: CLIVectors.downloadSigned + " ")
             #expect(invalid.status == 1, "\(keyArguments): \(invalid.output)")
             #expect(invalid.stderr.contains("INVALID"))
         }
@@ -349,7 +394,8 @@ struct SigilDaemonCommandTests {
         #expect(tampered.status == 1, "\(tampered.output)")
         #expect(tampered.stderr.contains("INVALID"), "\(tampered.stderr)")
         let withKey = try watch.run(
-            Tool.sigil, ["verify-json"] + socket + ["--server", "domain", "--public-key", CLIVectors.specPublicKeyArgument], input: CLIVectors.emptySigned)
+            Tool.sigil, ["verify-json"] + socket + ["--server", "domain", "--public-key", CLIVectors.specPublicKeyArgument],
+            input: CLIVectors.emptySigned)
         #expect(withKey.status == 0, "\(withKey.output)")
 
         // verify-request against sigild's keyring.
@@ -397,7 +443,8 @@ struct SigilDaemonCommandTests {
         defer { daemon.stop() }
         let watch = SecretWatch()
         defer { watch.expectNoSecrets() }
-        let result = try watch.run(Tool.sigil, ["sign-json", "--socket", daemon.socketPath, "--server", "domain"], input: CLIVectors.oneTwo)
+        let result = try watch.run(
+            Tool.sigil, ["sign-json", "--socket", daemon.socketPath, "--server", "domain"], input: CLIVectors.oneTwo)
         #expect(result.status != 0)
         #expect(result.stdout.isEmpty)
         #expect(result.stderr.contains("DENIED"), "\(result.stderr)")
@@ -419,7 +466,8 @@ struct SigilDaemonCommandTests {
         let keys = try watch.run(Tool.sigil, ["keys"], environment: environment)
         #expect(keys.stdout.contains("ed25519:1  \(TestKeys.specPublicKey)"), "\(keys.output)")
         let signed = try watch.run(
-            Tool.sigil, ["sign-request", "--origin", "domain", "--destination", "example.org", "--uri", CLIVectors.downloadURI], environment: environment)
+            Tool.sigil, ["sign-request", "--origin", "domain", "--destination", "example.org", "--uri", CLIVectors.downloadURI],
+            environment: environment)
         #expect(signed.stdout == CLIVectors.downloadHeader + "\n", "\(signed.output)")
         let stats = try watch.run(Tool.sigil, ["stats"], environment: environment)
         #expect(try CLIVectors.json(stats.stdout)["requests_total"] != nil)

@@ -173,7 +173,8 @@ struct SystemdActivationTests {
         let keys = try #require(try client.listKeys().servers.first).keys
         #expect(keys.map(\.id) == ["ed25519:e5d0oC", "ed25519:1"])
         #expect(keys.map(\.publicKey.base64) == [TestKeys.mmrPublicKey, TestKeys.specPublicKey])
-        let signed = try client.signRequest(origin: "example.org", destination: "matrix.org", uri: "/_matrix/federation/v1/media/download/abc")
+        let signed = try client.signRequest(
+            origin: "example.org", destination: "matrix.org", uri: "/_matrix/federation/v1/media/download/abc")
         #expect(signed.keyID.description == "ed25519:e5d0oC")
     }
 

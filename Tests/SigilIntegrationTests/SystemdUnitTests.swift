@@ -218,7 +218,8 @@ struct SystemdUnitTests {
 
     @Test(
         "under strace, sigild as the unit runs it stays inside SystemCallFilter=, AF_UNIX, W^X and LimitMEMLOCK=",
-        .enabled(if: Sanitizer.none, "a sanitizer's runtime makes system calls the unit's SystemCallFilter= forbids, and ASan ignores mlock"),
+        .enabled(
+            if: Sanitizer.none, "a sanitizer's runtime makes system calls the unit's SystemCallFilter= forbids, and ASan ignores mlock"),
         .enabled(if: analyze != nil, "systemd-analyze is not installed (apt-get install systemd)"),
         .enabled(if: socketActivate != nil, "systemd-socket-activate is not installed (apt-get install systemd)"),
         .enabled(if: strace != nil, "strace is not installed (apt-get install strace)"))
@@ -227,7 +228,9 @@ struct SystemdUnitTests {
         #expect(allowed.contains("mlock") && allowed.contains("prlimit64") && allowed.contains("sendto"))
         #expect(!allowed.contains("setrlimit") && !allowed.contains("setuid") && !allowed.contains("mount"))
 
-        let service = try Self.runLikeTheService(outer: { directory in [Self.strace!, "-D", "-f", "-q", "-o", directory.file("trace"), "--"] })
+        let service = try Self.runLikeTheService(outer: { directory in
+            [Self.strace!, "-D", "-f", "-q", "-o", directory.file("trace"), "--"]
+        })
 
         // strace -D writes from a detached process: wait until it has recorded sigild's exit.
         let tracePath = service.daemon.directory.file("trace")
@@ -240,11 +243,13 @@ struct SystemdUnitTests {
         }
         #expect(
             waitUntil { recordedExit((try? Self.read(tracePath)) ?? "") },
-            "strace did not record the exit of \(service.daemon.pid): \(((try? Self.read(tracePath)) ?? "").suffix(300))\n\(service.daemon.log)")
+            "strace did not record the exit of \(service.daemon.pid): \(((try? Self.read(tracePath)) ?? "").suffix(300))\n\(service.daemon.log)"
+        )
         // sigild's own calls: from its execve on (prlimit's and setpriv's are systemd's work).
         let all = try Self.read(tracePath).split(separator: "\n")
         let start = try #require(
-            all.firstIndex { $0.contains("execve(\"\(Binaries.path("sigild"))\"") && $0.hasSuffix("= 0") }, "no execve of sigild in the trace")
+            all.firstIndex { $0.contains("execve(\"\(Binaries.path("sigild"))\"") && $0.hasSuffix("= 0") },
+            "no execve of sigild in the trace")
         let lines = all[start...]
         var used: Set<String> = []
         for line in lines {
@@ -266,7 +271,9 @@ struct SystemdUnitTests {
         #expect(!sockets.isEmpty)
         #expect(sockets.allSatisfy { $0.contains("socket(AF_UNIX,") }, "\(sockets)")
         // MemoryDenyWriteExecute=yes: no mapping is ever writable and executable at once.
-        let writableCode = lines.filter { ($0.contains("mmap(") || $0.contains("mprotect(")) && $0.contains("PROT_WRITE") && $0.contains("PROT_EXEC") }
+        let writableCode = lines.filter {
+            ($0.contains("mmap(") || $0.contains("mprotect(")) && $0.contains("PROT_WRITE") && $0.contains("PROT_EXEC")
+        }
         #expect(writableCode.isEmpty, "\(writableCode)")
         // memory_lock: require, within LimitMEMLOCK=1M: every mlock succeeded.
         #expect(lines.contains { $0.contains(" mlock(") })
@@ -306,12 +313,15 @@ struct SystemdUnitTests {
         """
 
     static let compiler = findProgram("cc") ?? findProgram("gcc") ?? findProgram("clang")
-    static let libseccomp = ["/usr/lib/x86_64-linux-gnu/libseccomp.so.2", "/usr/lib/aarch64-linux-gnu/libseccomp.so.2", "/usr/lib64/libseccomp.so.2"]
-        .first { FileManager.default.fileExists(atPath: $0) }
+    static let libseccomp = [
+        "/usr/lib/x86_64-linux-gnu/libseccomp.so.2", "/usr/lib/aarch64-linux-gnu/libseccomp.so.2", "/usr/lib64/libseccomp.so.2",
+    ]
+    .first { FileManager.default.fileExists(atPath: $0) }
 
     @Test(
         "sigild as the unit runs it survives the unit's SystemCallFilter= enforced by seccomp (kill on a refused call)",
-        .enabled(if: Sanitizer.none, "a sanitizer's runtime makes system calls the unit's SystemCallFilter= forbids, and ASan ignores mlock"),
+        .enabled(
+            if: Sanitizer.none, "a sanitizer's runtime makes system calls the unit's SystemCallFilter= forbids, and ASan ignores mlock"),
         .enabled(if: analyze != nil, "systemd-analyze is not installed (apt-get install systemd)"),
         .enabled(if: socketActivate != nil, "systemd-socket-activate is not installed (apt-get install systemd)"),
         .enabled(if: compiler != nil, "no C compiler to build the seccomp loader"),

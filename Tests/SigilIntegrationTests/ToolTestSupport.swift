@@ -1,6 +1,6 @@
-import SigilTestSupport
 import Foundation
 import SigilCore
+import SigilTestSupport
 import Testing
 
 /// The command-line tools under test.
@@ -67,7 +67,8 @@ enum MMRFixtures {
     static let mmrTwo = file([mmrA, mmrB], format: .mmr)
     static let dendriteTwo = file([dendriteA, dendriteB], format: .dendrite)
     /// As in MMR's test: no trailing newline.
-    static let synapseTwo = "ed25519 a_RVfN wdSWsTNSOmMuNA1Ej6JUyeNbiBEt5jexHmVs7mHKZVc\ned25519 IZJY6A dvA8xfimUqog15zY6n5uRfVHb/pQ0sw9jRORJslYsoI"
+    static let synapseTwo =
+        "ed25519 a_RVfN wdSWsTNSOmMuNA1Ej6JUyeNbiBEt5jexHmVs7mHKZVc\ned25519 IZJY6A dvA8xfimUqog15zY6n5uRfVHb/pQ0sw9jRORJslYsoI"
 }
 
 /// Everything derived from a seed that must never appear in what a tool prints.
@@ -158,7 +159,8 @@ enum ToolSeeds {
     ) {
         for seed in seeds {
             let leaks = seed.leaks(in: text)
-            #expect(leaks.isEmpty, "\(what) leaks material of seed \(seed.label): \(leaks.prefix(3))\n\(text)", sourceLocation: sourceLocation)
+            #expect(
+                leaks.isEmpty, "\(what) leaks material of seed \(seed.label): \(leaks.prefix(3))\n\(text)", sourceLocation: sourceLocation)
         }
     }
 }
@@ -222,7 +224,8 @@ enum KeyLayout {
     static func pattern(_ format: KeyFileFormat) -> String {
         switch format {
         case .mmr:
-            return "-----BEGIN MMR PRIVATE KEY-----\nKey-ID: ed25519:\(version)\nVersion: 1\n\n\(paddedSeed)\n-----END MMR PRIVATE KEY-----\n"
+            return
+                "-----BEGIN MMR PRIVATE KEY-----\nKey-ID: ed25519:\(version)\nVersion: 1\n\n\(paddedSeed)\n-----END MMR PRIVATE KEY-----\n"
         case .dendrite:
             return "-----BEGIN MATRIX PRIVATE KEY-----\nKey-ID: ed25519:\(version)\n\n\(paddedSeed)\n-----END MATRIX PRIVATE KEY-----\n"
         case .synapse:

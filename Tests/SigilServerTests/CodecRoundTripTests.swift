@@ -15,7 +15,8 @@ struct CodecRoundTripTests {
         .listKeys(cursor: ""),
         .listKeys(cursor: "m.example"),
         .signRequest(SignRequestParams(origin: "domain", destination: "example.org:8448", method: "GET", uri: "/x?y=1")),
-        .signRequest(SignRequestParams(origin: "domain", destination: "example.org", method: "PUT", uri: "/x", content: Array(#"{"a":1}"#.utf8))),
+        .signRequest(
+            SignRequestParams(origin: "domain", destination: "example.org", method: "PUT", uri: "/x", content: Array(#"{"a":1}"#.utf8))),
         .signJSON(server: "domain", json: Array("{}".utf8)),
         .signRaw(server: "domain", keyID: nil, message: [9]),
         .signRaw(server: "domain", keyID: "ed25519:1", message: []),
@@ -42,7 +43,9 @@ struct CodecRoundTripTests {
             // A trailing byte is refused (except where an extension may follow: it then fails
             // as a truncated extension).
             let longer = writer.bytes + [0]
-            #expect(throws: WireError.self, "\(request.opcode)") { _ = try longer.withUnsafeBytes { try Request.decode(request.opcode, body: $0) } }
+            #expect(throws: WireError.self, "\(request.opcode)") {
+                _ = try longer.withUnsafeBytes { try Request.decode(request.opcode, body: $0) }
+            }
         }
     }
 
@@ -56,14 +59,22 @@ struct CodecRoundTripTests {
         ),
         (
             .hello,
-            .hello({
-                var info = HelloInfo(maxFrameLength: 1024, maxBatchItems: 1, maxInFlight: 1, operations: [], servers: ["a"], daemonVersion: "")
-                info.page = HelloInfo.Page(serverTotal: 3, nextCursor: "a")
-                return info
-            }())
+            .hello(
+                {
+                    var info = HelloInfo(
+                        maxFrameLength: 1024, maxBatchItems: 1, maxInFlight: 1, operations: [], servers: ["a"], daemonVersion: "")
+                    info.page = HelloInfo.Page(serverTotal: 3, nextCursor: "a")
+                    return info
+                }())
         ),
         (.ping, .pong(payload: [7])),
-        (.listKeys, .keys(KeyListing(servers: [KeyListing.Server(name: "a", keys: [KeyListing.Key(id: "ed25519:1", publicKey: key, state: .signing, expiredTS: 0)])]))),
+        (
+            .listKeys,
+            .keys(
+                KeyListing(servers: [
+                    KeyListing.Server(name: "a", keys: [KeyListing.Key(id: "ed25519:1", publicKey: key, state: .signing, expiredTS: 0)])
+                ]))
+        ),
         (.listKeys, .keys(KeyListing(servers: [], nextCursor: ""))),
         (.signJSON, .signedJSON(Array("{}".utf8))),
         (.signRaw, .signature(keyID: KeyID("ed25519:1")!, Signature(bytes: [UInt8](repeating: 1, count: 64))!)),

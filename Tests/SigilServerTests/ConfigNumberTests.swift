@@ -1,5 +1,6 @@
-@testable import SigilServer
 import Testing
+
+@testable import SigilServer
 
 /// Every number in the configuration is parsed without trapping: sizes with units that would
 /// overflow, negative sizes, huge integers and durations are errors that name the field.

@@ -1,7 +1,8 @@
 import Foundation
-@testable import SigilServer
 import SigilTestSupport
 import Testing
+
+@testable import SigilServer
 
 /// docs/configuration.md and the loader describe the same keys: a key the loader accepts that
 /// the document does not describe fails this test, and so does a documented key the loader
@@ -39,11 +40,17 @@ struct ConfigurationReferenceTests {
     @Test("every section, every key: the document and the loader agree")
     func agree() throws {
         let documented = try Self.documentedKeys()
-        #expect(Set(documented.keys) == Set(ConfigLoader.schema.keys), "sections: document \(documented.keys.sorted()), loader \(ConfigLoader.schema.keys.sorted())")
+        #expect(
+            Set(documented.keys) == Set(ConfigLoader.schema.keys),
+            "sections: document \(documented.keys.sorted()), loader \(ConfigLoader.schema.keys.sorted())")
         for (section, keys) in ConfigLoader.schema {
             let described = documented[section] ?? []
-            #expect(keys.subtracting(described).isEmpty, "section '\(section)': accepted but not documented: \(keys.subtracting(described).sorted())")
-            #expect(described.subtracting(keys).isEmpty, "section '\(section)': documented but not accepted: \(described.subtracting(keys).sorted())")
+            #expect(
+                keys.subtracting(described).isEmpty,
+                "section '\(section)': accepted but not documented: \(keys.subtracting(described).sorted())")
+            #expect(
+                described.subtracting(keys).isEmpty,
+                "section '\(section)': documented but not accepted: \(described.subtracting(keys).sorted())")
         }
     }
 

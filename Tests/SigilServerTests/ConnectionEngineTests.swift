@@ -1,8 +1,9 @@
 import SigilCore
 import SigilPosix
-@testable import SigilServer
 import SigilTestSupport
 import Testing
+
+@testable import SigilServer
 
 /// The connection engine with no process and no socket: frames in, the bytes a connection would
 /// write out, with the clock, the client's reading and the thread pool played by the test.
@@ -34,7 +35,11 @@ struct ConnectionEngineTests {
             }
         }
         // The spec vector, exactly.
-        guard case .success(.signedRequest(let signed)) = try harness.answer(signRequest("/_matrix/federation/v1/media/download/abc123"), id: 99).first else {
+        guard
+            case .success(.signedRequest(let signed)) = try harness.answer(
+                signRequest("/_matrix/federation/v1/media/download/abc123"), id: 99
+            ).first
+        else {
             Issue.record("no signature")
             return
         }
@@ -58,7 +63,9 @@ struct ConnectionEngineTests {
                 start += length
             }
             let got = try harness.responses()
-            #expect(got.count == expected.count && zip(got, expected).allSatisfy { $0.header == $1.header && $0.body == $1.body }, "seed \(random.seed)")
+            #expect(
+                got.count == expected.count && zip(got, expected).allSatisfy { $0.header == $1.header && $0.body == $1.body },
+                "seed \(random.seed)")
         }
     }
 
@@ -335,9 +342,12 @@ struct ConnectionEngineTests {
         _ = retiredSeedFile
         harness.context.replace(try ServingState.load(config, generation: 2))
         // A request signed with the old key (the spec key): refused.
-        let header = #"X-Matrix origin="domain",destination="example.org",key="ed25519:old",sig="UxgQZoKQVT7ekj4hjL7QlLRJwA7YaGP7mDBBXDITiGiVDxcGOep/LlSrlzfWGQ6GvgeMdydmBp2v9r+rHdKhDA""#
+        let header =
+            #"X-Matrix origin="domain",destination="example.org",key="ed25519:old",sig="UxgQZoKQVT7ekj4hjL7QlLRJwA7YaGP7mDBBXDITiGiVDxcGOep/LlSrlzfWGQ6GvgeMdydmBp2v9r+rHdKhDA""#
         let check = Request.verifyRequest(
-            VerifyRequestParams(authorizations: [header], method: "GET", uri: "/_matrix/federation/v1/media/download/abc123", destination: "example.org", keys: []))
+            VerifyRequestParams(
+                authorizations: [header], method: "GET", uri: "/_matrix/federation/v1/media/download/abc123", destination: "example.org",
+                keys: []))
         guard case .success(.verifiedRequest(let verdict)) = try harness.answer(check, id: 1).first else {
             Issue.record("no verdict")
             return

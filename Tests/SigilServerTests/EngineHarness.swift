@@ -1,8 +1,9 @@
 import Logging
 import SigilCore
 import SigilPosix
-@testable import SigilServer
 import SigilTestSupport
+
+@testable import SigilServer
 
 /// A connection engine with no socket: the test plays the kernel (how much of each write is
 /// taken), the clock and the thread pool (when queued batches run).
@@ -46,7 +47,8 @@ final class EngineHarness {
         state = try ServingState.load(configuration, generation: 1)
         let logger = Logger(label: "engine-test")
         context = ServingContext(
-            state: state, stats: StatsRegistry(loopCount: 1, listenerNames: [listener], startedAt: 0), daemonVersion: "test", logger: logger)
+            state: state, stats: StatsRegistry(loopCount: 1, listenerNames: [listener], startedAt: 0), daemonVersion: "test", logger: logger
+        )
         var clockSource: () -> UInt64 = { 0 }
         services = LoopServices(index: 0, context: context, logger: logger, clock: { clockSource() })
         var caller = Caller(credentials: PeerCredentials(pid: 4242, uid: uid, gid: uid), listener: ListenerID(index: 0, name: listener))
@@ -155,7 +157,8 @@ final class EngineHarness {
 }
 
 /// A SIGN_REQUEST for the spec key's server.
-func signRequest(_ uri: String = "/_matrix/federation/v1/media/download/abc", origin: String = "domain", method: String = "GET") -> Request {
+func signRequest(_ uri: String = "/_matrix/federation/v1/media/download/abc", origin: String = "domain", method: String = "GET") -> Request
+{
     .signRequest(SignRequestParams(origin: origin, destination: "example.org", method: method, uri: uri))
 }
 

@@ -68,7 +68,10 @@ struct FrameDecoderTests {
         #expect(throws: FrameDecoder.Failure.tooLarge(length: 1025, limit: 1024, header: nil)) { _ = try decoder.next() }
         var whole = FrameDecoder(maxLength: 1024)
         whole.append([0, 0, 4, 1, 1, 0x02, 0x01, 0, 0, 0, 0, 9])
-        #expect(throws: FrameDecoder.Failure.tooLarge(length: 1025, limit: 1024, header: FrameHeader(length: 1025, opcode: 0x02, flags: 0x01, status: 0, requestID: 9))) {
+        #expect(
+            throws: FrameDecoder.Failure.tooLarge(
+                length: 1025, limit: 1024, header: FrameHeader(length: 1025, opcode: 0x02, flags: 0x01, status: 0, requestID: 9))
+        ) {
             _ = try whole.next()
         }
     }

@@ -1,7 +1,8 @@
 import Logging
-@testable import SigilServer
 import SigilPosix
 import Testing
+
+@testable import SigilServer
 
 /// The budgets that span connections: connection caps with per-listener reserves, refusal
 /// logging, and the rate limiter's buckets.

@@ -1,5 +1,6 @@
-@testable import SigilServer
 import Testing
+
+@testable import SigilServer
 
 /// SIGN_REQUEST's uri against `uri_prefixes`: decided on the path decoded once, with every
 /// spelling of a dot segment, a double encoding or a bad escape refused (issue: a front proxy

@@ -25,7 +25,8 @@ public final class ActivatedDaemon: @unchecked Sendable {
     ///     start sigild) and wait for READY=1.
     public init(
         config: String, files: [String: String] = [:], sockets: [(path: String, name: String)], environment: [String: String] = [:],
-        wrapper: [String] = [], arguments: [String]? = nil, directory: TemporaryDirectory = TemporaryDirectory(), notify: NotifyReceiver? = nil,
+        wrapper: [String] = [], arguments: [String]? = nil, directory: TemporaryDirectory = TemporaryDirectory(),
+        notify: NotifyReceiver? = nil,
         probe: Int = 0, waitUntilReady: Bool = true
     ) throws {
         guard let activate = Self.socketActivate else { throw FixtureError("systemd-socket-activate is not installed") }

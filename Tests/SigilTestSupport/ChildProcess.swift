@@ -143,5 +143,6 @@ public func run(
     _ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String]? = nil,
     currentDirectory: String? = nil, timeout: Double = 60
 ) throws -> ProcessResult {
-    try ChildProcess(executable, arguments, environment: environment ?? [:], input: input, directory: currentDirectory).finish(timeout: timeout)
+    try ChildProcess(executable, arguments, environment: environment ?? [:], input: input, directory: currentDirectory).finish(
+        timeout: timeout)
 }

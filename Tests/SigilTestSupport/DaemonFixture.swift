@@ -40,7 +40,8 @@ public final class DaemonFixture: @unchecked Sendable {
         let arguments = Array((prefix + command).dropFirst())
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         child = try ChildProcess(
-            program, arguments, environment: environment.merging(["NOTIFY_SOCKET": receiver.address]) { _, fixture in fixture }, stdout: .file(logPath),
+            program, arguments, environment: environment.merging(["NOTIFY_SOCKET": receiver.address]) { _, fixture in fixture },
+            stdout: .file(logPath),
             stderr: .file(logPath))
         if waitForReady { try waitUntilReady(timeout: readyTimeout) }
     }
@@ -53,7 +54,9 @@ public final class DaemonFixture: @unchecked Sendable {
     }
 
     /// The quick-start form: one server `domain` with the spec key.
-    public static func quickStart(key: String = TestKeys.specSynapseFile, extraConfig: String = "", limits: String = "") throws -> DaemonFixture {
+    public static func quickStart(key: String = TestKeys.specSynapseFile, extraConfig: String = "", limits: String = "") throws
+        -> DaemonFixture
+    {
         try DaemonFixture(
             config: """
                 listen:

@@ -69,4 +69,3 @@ extension String {
         return fields
     }
 }
-

@@ -2,7 +2,7 @@ import SigilCore
 import SigilPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A raw protocol connection for tests that must send malformed bytes.
@@ -65,7 +65,9 @@ public func frameBytes(_ request: Request, id: UInt32) -> [UInt8] {
 }
 
 /// Raw frame bytes with any header values, for malformed-frame tests.
-public func rawFrame(length: UInt32? = nil, version: UInt8 = 1, opcode: UInt8, flags: UInt8 = 0, status: UInt8 = 0, id: UInt32, body: [UInt8] = []) -> [UInt8] {
+public func rawFrame(
+    length: UInt32? = nil, version: UInt8 = 1, opcode: UInt8, flags: UInt8 = 0, status: UInt8 = 0, id: UInt32, body: [UInt8] = []
+) -> [UInt8] {
     var writer = WireWriter()
     writer.u32(length ?? UInt32(8 + body.count))
     writer.u8(version)

@@ -34,7 +34,8 @@ public enum Binaries {
 
 /// The repository's root, for the units in systemd/, docs/ and scripts/.
 public enum Repository {
-    public static let root: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    public static let root: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     public static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
 }

@@ -4,11 +4,13 @@ import Testing
 
 @Suite("exposition text")
 struct ExpositionTests {
-    @Test("exact decimal seconds from milliseconds and microseconds", arguments: [
-        (Int64(5), 6, "0.000005"), (10, 6, "0.00001"), (2500, 6, "0.0025"), (1_000_000, 6, "1"), (1_500_000, 6, "1.5"),
-        (0, 6, "0"), (1500, 3, "1.5"), (93_784_005, 3, "93784.005"), (1_767_225_600_000, 3, "1767225600"), (-1500, 3, "-1.5"),
-        (Int64.max, 6, "9223372036854.775807"), (7, 0, "7"),
-    ])
+    @Test(
+        "exact decimal seconds from milliseconds and microseconds",
+        arguments: [
+            (Int64(5), 6, "0.000005"), (10, 6, "0.00001"), (2500, 6, "0.0025"), (1_000_000, 6, "1"), (1_500_000, 6, "1.5"),
+            (0, 6, "0"), (1500, 3, "1.5"), (93_784_005, 3, "93784.005"), (1_767_225_600_000, 3, "1767225600"), (-1500, 3, "-1.5"),
+            (Int64.max, 6, "9223372036854.775807"), (7, 0, "7"),
+        ])
     func decimal(value: Int64, scale: Int, expected: String) {
         #expect(ExpositionWriter.decimal(value, scale: scale) == expected)
     }
@@ -37,39 +39,41 @@ struct ExpositionTests {
         var histogram = MetricFamily("demo_seconds", .histogram, unit: "seconds", help: "Time.")
         histogram.addHistogram([("op", "a")], buckets: [("0.5", 1), ("+Inf", 3)], sum: "2.5")
         let families = [counter, empty, info, histogram]
-        #expect(ExpositionWriter.render(families, format: .prometheus) == """
-            # HELP demo_requests_total Requests.
-            # TYPE demo_requests_total counter
-            demo_requests_total{op="a"} 1
-            demo_requests_total{op="b"} 2
-            # HELP demo_build_info Build.
-            # TYPE demo_build_info gauge
-            demo_build_info{version="1"} 1
-            # HELP demo_seconds Time.
-            # TYPE demo_seconds histogram
-            demo_seconds_bucket{op="a",le="0.5"} 1
-            demo_seconds_bucket{op="a",le="+Inf"} 3
-            demo_seconds_sum{op="a"} 2.5
-            demo_seconds_count{op="a"} 3
+        #expect(
+            ExpositionWriter.render(families, format: .prometheus) == """
+                # HELP demo_requests_total Requests.
+                # TYPE demo_requests_total counter
+                demo_requests_total{op="a"} 1
+                demo_requests_total{op="b"} 2
+                # HELP demo_build_info Build.
+                # TYPE demo_build_info gauge
+                demo_build_info{version="1"} 1
+                # HELP demo_seconds Time.
+                # TYPE demo_seconds histogram
+                demo_seconds_bucket{op="a",le="0.5"} 1
+                demo_seconds_bucket{op="a",le="+Inf"} 3
+                demo_seconds_sum{op="a"} 2.5
+                demo_seconds_count{op="a"} 3
 
-            """)
-        #expect(ExpositionWriter.render(families, format: .openMetrics) == """
-            # TYPE demo_requests counter
-            # HELP demo_requests Requests.
-            demo_requests_total{op="a"} 1
-            demo_requests_total{op="b"} 2
-            # TYPE demo_build info
-            # HELP demo_build Build.
-            demo_build_info{version="1"} 1
-            # TYPE demo_seconds histogram
-            # UNIT demo_seconds seconds
-            # HELP demo_seconds Time.
-            demo_seconds_bucket{op="a",le="0.5"} 1
-            demo_seconds_bucket{op="a",le="+Inf"} 3
-            demo_seconds_sum{op="a"} 2.5
-            demo_seconds_count{op="a"} 3
-            # EOF
+                """)
+        #expect(
+            ExpositionWriter.render(families, format: .openMetrics) == """
+                # TYPE demo_requests counter
+                # HELP demo_requests Requests.
+                demo_requests_total{op="a"} 1
+                demo_requests_total{op="b"} 2
+                # TYPE demo_build info
+                # HELP demo_build Build.
+                demo_build_info{version="1"} 1
+                # TYPE demo_seconds histogram
+                # UNIT demo_seconds seconds
+                # HELP demo_seconds Time.
+                demo_seconds_bucket{op="a",le="0.5"} 1
+                demo_seconds_bucket{op="a",le="+Inf"} 3
+                demo_seconds_sum{op="a"} 2.5
+                demo_seconds_count{op="a"} 3
+                # EOF
 
-            """)
+                """)
     }
 }

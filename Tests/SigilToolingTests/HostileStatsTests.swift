@@ -32,7 +32,9 @@ struct HostileStatsTests {
     func escaping() throws {
         let rendered = try SigilMetrics.render(SigilMetrics.Scrape(stats: Array(Self.hostile.utf8)), format: .prometheus)
         let lines = rendered.text.split(separator: "\n").map(String.init)
-        #expect(lines.contains(#"sigil_requests_total{operation="ping",listener="mmr\"} sigil_up 0\n# TYPE x counter\\"} 1"#), "\(rendered.text)")
+        #expect(
+            lines.contains(#"sigil_requests_total{operation="ping",listener="mmr\"} sigil_up 0\n# TYPE x counter\\"} 1"#),
+            "\(rendered.text)")
         #expect(lines.contains("sigil_requests_total{operation=\"ping\",listener=\"admin-é-\u{1F511}\"} 0"), "\(rendered.text)")
         #expect(lines.contains(#"sigil_key_info{server="evil\\\"server\n",key_id="ed25519:\"x\\",state="active"} 1"#), "\(rendered.text)")
         // No forged series and no forged TYPE line.
@@ -107,7 +109,9 @@ struct HostileStatsTests {
 
     @Test("an answer that is not a JSON object is unreadable, with the reason")
     func unreadable() {
-        for (bytes, reason) in [("not json", "not valid JSON"), ("[1, 2]", "not a JSON object"), ("{\"a\": 1.5}", "not valid JSON"), ("", "not valid JSON")] {
+        for (bytes, reason) in [
+            ("not json", "not valid JSON"), ("[1, 2]", "not a JSON object"), ("{\"a\": 1.5}", "not valid JSON"), ("", "not valid JSON"),
+        ] {
             #expect {
                 try SigilMetrics.render(SigilMetrics.Scrape(stats: Array(bytes.utf8)), format: .prometheus)
             } throws: { error in

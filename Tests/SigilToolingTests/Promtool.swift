@@ -32,7 +32,8 @@ enum Promtool {
         defer { try? FileManager.default.removeItem(at: directory) }
         let input = directory.appendingPathComponent("input.txt")
         try Data(stamped.utf8).write(to: input)
-        return try run(["tsdb", "create-blocks-from", "openmetrics", input.path, directory.appendingPathComponent("blocks").path], input: "")
+        return try run(
+            ["tsdb", "create-blocks-from", "openmetrics", input.path, directory.appendingPathComponent("blocks").path], input: "")
     }
 
     private static func run(_ arguments: [String], input: String) throws -> Result {
@@ -46,7 +47,9 @@ enum Promtool {
         process.standardOutput = output
         process.standardError = output
         try process.run()
-        let writer = Thread { stdin.fileHandleForWriting.write(Data(input.utf8)); try? stdin.fileHandleForWriting.close() }
+        let writer = Thread {
+            stdin.fileHandleForWriting.write(Data(input.utf8)); try? stdin.fileHandleForWriting.close()
+        }
         writer.start()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()

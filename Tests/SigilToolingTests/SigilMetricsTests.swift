@@ -6,7 +6,9 @@ import Testing
 
 @Suite("sigil stats --format prometheus|openmetrics")
 struct SigilMetricsTests {
-    static func render(_ json: String, keys: KeyListing? = nil, version: String? = nil, format: ExpositionFormat = .prometheus) throws -> SigilMetrics.Rendered {
+    static func render(_ json: String, keys: KeyListing? = nil, version: String? = nil, format: ExpositionFormat = .prometheus) throws
+        -> SigilMetrics.Rendered
+    {
         try SigilMetrics.render(SigilMetrics.Scrape(stats: Array(json.utf8), keys: keys, daemonVersion: version), format: format)
     }
 
@@ -114,7 +116,8 @@ struct SigilMetricsTests {
             let parts = le.split(separator: ".")
             let fraction = parts.count == 2 ? String(parts[1]) : ""
             #expect(fraction.count <= 6 && !le.contains("e"), "\(le)")
-            let scaled = Int64(parts[0])! * 1_000_000 + (fraction.isEmpty ? 0 : Int64(fraction + String(repeating: "0", count: 6 - fraction.count))!)
+            let scaled =
+                Int64(parts[0])! * 1_000_000 + (fraction.isEmpty ? 0 : Int64(fraction + String(repeating: "0", count: 6 - fraction.count))!)
             #expect(scaled == bound, "le \(le) is not \(bound) µs")
         }
         #expect(les.last == "+Inf")
@@ -131,8 +134,9 @@ struct SigilMetricsTests {
         #expect(down.status == 0 && down.output.isEmpty, "\(down.output)")
     }
 
-    @Test("OpenMetrics: family names in TYPE, info and UNIT, # EOF, and Prometheus' parser reads it",
-          .enabled(if: Promtool.shouldRun, Promtool.skipReason))
+    @Test(
+        "OpenMetrics: family names in TYPE, info and UNIT, # EOF, and Prometheus' parser reads it",
+        .enabled(if: Promtool.shouldRun, Promtool.skipReason))
     func openMetrics() throws {
         let rendered = try Self.render(StatsSamples.full, keys: Self.listing, version: "0.1.0", format: .openMetrics)
         let lines = Self.lines(rendered.text)
@@ -183,8 +187,10 @@ struct SigilMetricsTests {
             #expect(lines.contains(expected), "missing: \(expected)\n\(rendered.text)")
         }
         // Absent sections give absent families: no empty HELP/TYPE blocks.
-        for absent in ["sigil_request_duration_seconds", "sigil_audit", "sigil_refusals", "sigil_requests_rate_limited",
-                       "sigil_locked_memory_bytes", "sigil_last_reload", "sigil_servers", "sigil_build_info"] {
+        for absent in [
+            "sigil_request_duration_seconds", "sigil_audit", "sigil_refusals", "sigil_requests_rate_limited",
+            "sigil_locked_memory_bytes", "sigil_last_reload", "sigil_servers", "sigil_build_info",
+        ] {
             #expect(!rendered.text.contains(absent), "\(absent) should be absent:\n\(rendered.text)")
         }
         Self.expectWellGrouped(rendered.text)
@@ -204,11 +210,19 @@ struct SigilMetricsTests {
     }
 
     static let listing = KeyListing(servers: [
-        KeyListing.Server(name: "example.org", keys: [
-            KeyListing.Key(id: "ed25519:a_new1", publicKey: PublicKey(base64: "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI")!, state: .signing, expiredTS: 0),
-            KeyListing.Key(id: "ed25519:mmr2", publicKey: PublicKey(base64: "TohekYXzLx7VzV8FtLQlI3XsSdPv1CjhVYY5rZmFCvU")!, state: .active, expiredTS: 0),
-            KeyListing.Key(id: "ed25519:a_old1", publicKey: PublicKey(base64: "TohekYXzLx7VzV8FtLQlI3XsSdPv1CjhVYY5rZmFCvU")!, state: .retired, expiredTS: 1_700_000_000_123),
-        ]),
+        KeyListing.Server(
+            name: "example.org",
+            keys: [
+                KeyListing.Key(
+                    id: "ed25519:a_new1", publicKey: PublicKey(base64: "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI")!, state: .signing,
+                    expiredTS: 0),
+                KeyListing.Key(
+                    id: "ed25519:mmr2", publicKey: PublicKey(base64: "TohekYXzLx7VzV8FtLQlI3XsSdPv1CjhVYY5rZmFCvU")!, state: .active,
+                    expiredTS: 0),
+                KeyListing.Key(
+                    id: "ed25519:a_old1", publicKey: PublicKey(base64: "TohekYXzLx7VzV8FtLQlI3XsSdPv1CjhVYY5rZmFCvU")!, state: .retired,
+                    expiredTS: 1_700_000_000_123),
+            ])
     ])
 
     @Test("with LIST_KEYS: the signing key is marked, retired keys' expiry is given, no key bytes appear")

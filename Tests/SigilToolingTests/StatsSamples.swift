@@ -4,12 +4,15 @@ enum StatsSamples {
 
     /// Zeros for every operation, as sigild lists them.
     static func operations(_ overrides: [String: (Int, Int)] = [:]) -> String {
-        let names = ["hello", "ping", "list_keys", "sign_request", "sign_json", "sign_raw", "verify", "verify_json",
-                     "verify_request", "key_document", "stats"]
-        return "{" + names.map { name in
-            let (count, errors) = overrides[name] ?? (0, 0)
-            return "\"\(name)\":{\"count\":\(count),\"errors\":\(errors)}"
-        }.joined(separator: ",") + "}"
+        let names = [
+            "hello", "ping", "list_keys", "sign_request", "sign_json", "sign_raw", "verify", "verify_json",
+            "verify_request", "key_document", "stats",
+        ]
+        return "{"
+            + names.map { name in
+                let (count, errors) = overrides[name] ?? (0, 0)
+                return "\"\(name)\":{\"count\":\(count),\"errors\":\(errors)}"
+            }.joined(separator: ",") + "}"
     }
 
     /// Every section of the schema in docs/PROTOCOL.md (protocol-changes item 3), two listeners.

@@ -17,11 +17,16 @@ let specKeyFile = try! KeyFile(fixture: "ed25519 1 YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZr
 let specKey = try! specKeyFile.loadKeys(lockPolicy: .warn)[0]
 
 /// What an MMR worker has signed for every remote download.
-let xMatrixObject = Array(#"{"destination":"example.org","method":"GET","origin":"domain","uri":"/_matrix/federation/v1/media/download/abcdefghijklmnopqrstuvwx"}"#.utf8)
+let xMatrixObject = Array(
+    #"{"destination":"example.org","method":"GET","origin":"domain","uri":"/_matrix/federation/v1/media/download/abcdefghijklmnopqrstuvwx"}"#
+        .utf8)
 /// The same object with its keys out of order and some whitespace: the canonicaliser's real work.
-let xMatrixUnordered = Array(#"{"uri": "/_matrix/federation/v1/media/download/abcdefghijklmnopqrstuvwx", "origin": "domain", "method": "GET", "destination": "example.org"}"#.utf8)
+let xMatrixUnordered = Array(
+    #"{"uri": "/_matrix/federation/v1/media/download/abcdefghijklmnopqrstuvwx", "origin": "domain", "method": "GET", "destination": "example.org"}"#
+        .utf8)
 let eventJSON = Array(
-    #"{"auth_events":["$a:domain","$b:domain"],"content":{"body":"Here is the message content, long enough to be typical","msgtype":"m.text"},"depth":12,"hashes":{"sha256":"onLKD1bGljeBWQhWZ1kaP9SorVmRQNdN5aM2JYU2n/g"},"origin":"domain","origin_server_ts":1000000,"prev_events":["$c:domain"],"room_id":"!r:domain","sender":"@u:domain","type":"m.room.message","unsigned":{"age_ts":1000000}}"#.utf8)
+    #"{"auth_events":["$a:domain","$b:domain"],"content":{"body":"Here is the message content, long enough to be typical","msgtype":"m.text"},"depth":12,"hashes":{"sha256":"onLKD1bGljeBWQhWZ1kaP9SorVmRQNdN5aM2JYU2n/g"},"origin":"domain","origin_server_ts":1000000,"prev_events":["$c:domain"],"room_id":"!r:domain","sender":"@u:domain","type":"m.room.message","unsigned":{"age_ts":1000000}}"#
+        .utf8)
 
 /// 1,000 objects nested, each with its keys out of order around a 1,000-byte string (about
 /// 1 MB): every level is re-laid in key order, the worst case for the canonicaliser's cost.
@@ -52,7 +57,11 @@ struct RawKey: @unchecked Sendable {
         var seed = [UInt8](repeating: 0, count: 32)
         _ = specKey.withSeed { source in seed.withUnsafeMutableBytes { $0.copyMemory(from: source) } }
         publicKey.withUnsafeMutableBytes { pk in
-            seed.withUnsafeBytes { _ = crypto_sign_seed_keypair(pk.baseAddress!.assumingMemoryBound(to: UInt8.self), secret.assumingMemoryBound(to: UInt8.self), $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+            seed.withUnsafeBytes {
+                _ = crypto_sign_seed_keypair(
+                    pk.baseAddress!.assumingMemoryBound(to: UInt8.self), secret.assumingMemoryBound(to: UInt8.self),
+                    $0.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            }
         }
         sodium_memzero(&seed, 32)
         sodium_mprotect_readonly(secret)
@@ -63,8 +72,11 @@ let rawKey = RawKey()
 
 func signRequestFrame() -> [UInt8] {
     var writer = WireWriter()
-    Request.signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/abcdefghijklmnopqrstuvwx"))
-        .encodeFrame(requestID: 7, into: &writer)
+    Request.signRequest(
+        SignRequestParams(
+            origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/abcdefghijklmnopqrstuvwx")
+    )
+    .encodeFrame(requestID: 7, into: &writer)
     return writer.bytes
 }
 
@@ -87,8 +99,10 @@ let benchmarks: @Sendable () -> Void = {
         signature.withUnsafeMutableBytes { sig in
             xMatrixObject.withUnsafeBytes { message in
                 for _ in benchmark.scaledIterations {
-                    crypto_sign_detached(sig.baseAddress!.assumingMemoryBound(to: UInt8.self), nil,
-                        message.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(message.count), rawKey.secret.assumingMemoryBound(to: UInt8.self))
+                    crypto_sign_detached(
+                        sig.baseAddress!.assumingMemoryBound(to: UInt8.self), nil,
+                        message.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(message.count),
+                        rawKey.secret.assumingMemoryBound(to: UInt8.self))
                     blackHole(sig[0])
                 }
             }
@@ -109,7 +123,9 @@ let benchmarks: @Sendable () -> Void = {
                         signature.withUnsafeMutableBytes { sig in
                             for _ in benchmark.scaledIterations {
                                 header.removeAll(keepingCapacity: true)
-                                try! signer.sign(origin: o, destination: d, method: m, uri: u, content: nil, key: specKey, signature: sig.baseAddress!, header: &header)
+                                try! signer.sign(
+                                    origin: o, destination: d, method: m, uri: u, content: nil, key: specKey, signature: sig.baseAddress!,
+                                    header: &header)
                                 blackHole(header.count)
                             }
                         }
@@ -141,8 +157,11 @@ let benchmarks: @Sendable () -> Void = {
             xMatrixObject.withUnsafeBytes { message in
                 rawKey.publicKey.withUnsafeBytes { pk in
                     for _ in benchmark.scaledIterations {
-                        blackHole(crypto_sign_verify_detached(sig.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                            message.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(message.count), pk.baseAddress!.assumingMemoryBound(to: UInt8.self)))
+                        blackHole(
+                            crypto_sign_verify_detached(
+                                sig.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                message.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(message.count),
+                                pk.baseAddress!.assumingMemoryBound(to: UInt8.self)))
                     }
                 }
             }
@@ -153,8 +172,10 @@ let benchmarks: @Sendable () -> Void = {
         let state = try ServingState.load(directConfiguration(), generation: 1)
         var server = DirectServer(state: state)
         var writer = WireWriter()
-        Request.verify(VerifyParams(key: .publicKey(specKey.publicKey), message: xMatrixObject, signature: specKey.sign(xMatrixObject).bytes))
-            .encodeFrame(requestID: 9, into: &writer)
+        Request.verify(
+            VerifyParams(key: .publicKey(specKey.publicKey), message: xMatrixObject, signature: specKey.sign(xMatrixObject).bytes)
+        )
+        .encodeFrame(requestID: 9, into: &writer)
         var out = WireWriter(capacity: 4096)
         writer.bytes.withUnsafeBytes { bytes in
             for _ in benchmark.scaledIterations {
@@ -212,7 +233,9 @@ let benchmarks: @Sendable () -> Void = {
     // MARK: Wire codec and lookups.
 
     Benchmark("wire_encode_sign_request") { benchmark in
-        let request = Request.signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/abcdefghijklmnopqrstuvwx"))
+        let request = Request.signRequest(
+            SignRequestParams(
+                origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/abcdefghijklmnopqrstuvwx"))
         var writer = WireWriter(capacity: 256)
         for _ in benchmark.scaledIterations {
             writer.bytes.removeAll(keepingCapacity: true)
@@ -245,9 +268,18 @@ let benchmarks: @Sendable () -> Void = {
     // MARK: Key files.
 
     for (name, text) in [
-        ("synapse", "ed25519 a_RVfN wdSWsTNSOmMuNA1Ej6JUyeNbiBEt5jexHmVs7mHKZVc\ned25519 IZJY6A dvA8xfimUqog15zY6n5uRfVHb/pQ0sw9jRORJslYsoI"),
-        ("mmr", "-----BEGIN MMR PRIVATE KEY-----\nKey-ID: ed25519:e5d0oC\nVersion: 1\n\nPJt0OaIImDJk8P/PDb4TNQHgI/1AA1C+AaQaABxAcgc=\n-----END MMR PRIVATE KEY-----\n"),
-        ("dendrite", "-----BEGIN MATRIX PRIVATE KEY-----\nKey-ID: ed25519:1Pu3u3\n\n1Pu3u3solToI2pTdsHA4wj05bANnzPwJoxPepw2he2s=\n-----END MATRIX PRIVATE KEY-----\n"),
+        (
+            "synapse",
+            "ed25519 a_RVfN wdSWsTNSOmMuNA1Ej6JUyeNbiBEt5jexHmVs7mHKZVc\ned25519 IZJY6A dvA8xfimUqog15zY6n5uRfVHb/pQ0sw9jRORJslYsoI"
+        ),
+        (
+            "mmr",
+            "-----BEGIN MMR PRIVATE KEY-----\nKey-ID: ed25519:e5d0oC\nVersion: 1\n\nPJt0OaIImDJk8P/PDb4TNQHgI/1AA1C+AaQaABxAcgc=\n-----END MMR PRIVATE KEY-----\n"
+        ),
+        (
+            "dendrite",
+            "-----BEGIN MATRIX PRIVATE KEY-----\nKey-ID: ed25519:1Pu3u3\n\n1Pu3u3solToI2pTdsHA4wj05bANnzPwJoxPepw2he2s=\n-----END MATRIX PRIVATE KEY-----\n"
+        ),
     ] {
         Benchmark("key_file_parse_\(name)") { benchmark in
             let bytes = Array(text.utf8)

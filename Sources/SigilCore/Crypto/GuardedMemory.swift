@@ -1,7 +1,7 @@
 internal import CSodium
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What to do when the kernel refuses to lock key memory into RAM.
@@ -107,10 +107,10 @@ public final class GuardedBuffer: @unchecked Sendable {
 /// The soft RLIMIT_MEMLOCK, for the error message; nil when it cannot be read.
 func currentMemlockLimit() -> UInt64? {
     #if canImport(Glibc)
-    var limit = rlimit()
-    guard getrlimit(__rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue), &limit) == 0 else { return nil }
-    return limit.rlim_cur == rlim_t.max ? .max : UInt64(limit.rlim_cur)
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue), &limit) == 0 else { return nil }
+        return limit.rlim_cur == rlim_t.max ? .max : UInt64(limit.rlim_cur)
     #else
-    return nil
+        return nil
     #endif
 }

@@ -29,7 +29,9 @@ public final class KeyArena: Sendable {
     public func withSeed<R>(slot: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         precondition(slot >= 0 && slot < count, "key slot out of range")
         return try buffer.withUnsafeBytes { whole in
-            try body(UnsafeRawBufferPointer(rebasing: whole[(slot * Ed25519.secretKeyBytes)..<(slot * Ed25519.secretKeyBytes + Ed25519.seedBytes)]))
+            try body(
+                UnsafeRawBufferPointer(
+                    rebasing: whole[(slot * Ed25519.secretKeyBytes)..<(slot * Ed25519.secretKeyBytes + Ed25519.seedBytes)]))
         }
     }
 

@@ -56,7 +56,8 @@ public enum Base64 {
                 // read (it is ignored): a signature's 64 bytes are 21 of these and a tail.
                 while i + 4 <= n {
                     let v = UInt32(bigEndian: source.loadUnaligned(fromByteOffset: i, as: UInt32.self))
-                    let packed = UInt32(table[Int(v >> 26)]) | UInt32(table[Int(v >> 20 & 63)]) << 8
+                    let packed =
+                        UInt32(table[Int(v >> 26)]) | UInt32(table[Int(v >> 20 & 63)]) << 8
                         | UInt32(table[Int(v >> 14 & 63)]) << 16 | UInt32(table[Int(v >> 8 & 63)]) << 24
                     target.storeBytes(of: packed.littleEndian, toByteOffset: o, as: UInt32.self)
                     i += 3

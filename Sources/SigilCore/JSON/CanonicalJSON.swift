@@ -24,10 +24,13 @@ public enum CanonicalJSON {
 
     /// Canonicalises a JSON object and reports where each top-level member landed, so callers can
     /// drop or replace members (`signatures`, `unsigned`) without parsing again.
-    public static func canonicalObject(_ input: UnsafeRawBufferPointer, limits: JSONLimits = .default) throws(JSONError) -> CanonicalObject {
+    public static func canonicalObject(_ input: UnsafeRawBufferPointer, limits: JSONLimits = .default) throws(JSONError) -> CanonicalObject
+    {
         var writer = CanonicalWriter(input: input, limits: limits, recordTopLevel: true)
         try writer.run()
-        guard writer.out.first == UInt8(ascii: "{") else { throw JSONError(.wrongType(expected: "a JSON object"), at: writer.firstValueOffset) }
+        guard writer.out.first == UInt8(ascii: "{") else {
+            throw JSONError(.wrongType(expected: "a JSON object"), at: writer.firstValueOffset)
+        }
         return CanonicalObject(bytes: writer.out, members: writer.topLevel)
     }
 }
@@ -184,7 +187,8 @@ private struct CanonicalWriter {
                     // Room for a typical document's containers and members in one allocation
                     // (growing one entry at a time from empty would take several).
                     if stack.capacity == 0 { stack.reserveCapacity(16) }
-                    stack.append(.container(Container(isObject: isObject, start: out.count - 1, keyBase: keyBytes.count, parent: innermost)))
+                    stack.append(
+                        .container(Container(isObject: isObject, start: out.count - 1, keyBase: keyBytes.count, parent: innermost)))
                     innermost = stack.count - 1
                     depth += 1
                     if isObject { try readKey() }

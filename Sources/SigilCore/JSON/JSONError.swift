@@ -36,7 +36,8 @@ public struct JSONError: Error, Equatable, Sendable, CustomStringConvertible {
         switch kind {
         case .unexpectedEnd: what = "unexpected end of input"
         case .unexpectedByte(let byte):
-            what = (0x21...0x7E).contains(byte)
+            what =
+                (0x21...0x7E).contains(byte)
                 ? "unexpected character '\(Character(Unicode.Scalar(byte)))'" : "unexpected byte 0x\(String(byte, radix: 16))"
         case .trailingData: what = "data after the JSON value"
         case .invalidUTF8: what = "invalid UTF-8"

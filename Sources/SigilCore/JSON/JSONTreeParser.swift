@@ -131,7 +131,8 @@ struct JSONTreeParser {
             if x.elementsEqual(y) { return keyOffsets[keyOffsets.startIndex + a] < keyOffsets[keyOffsets.startIndex + b] }
             return x.lexicographicallyPrecedes(y)
         }
-        for (previous, index) in zip(order, order.dropFirst()) where container.members[previous].key.utf8.elementsEqual(container.members[index].key.utf8) {
+        for (previous, index) in zip(order, order.dropFirst())
+        where container.members[previous].key.utf8.elementsEqual(container.members[index].key.utf8) {
             throw JSONError(.duplicateKey(echoing: container.members[index].key.utf8), at: keyOffsets[keyOffsets.startIndex + index])
         }
         return JSONObject(sortedMembers: order.map { container.members[$0] })

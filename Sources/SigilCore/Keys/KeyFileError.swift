@@ -61,29 +61,37 @@ public struct KeyFileError: Error, Equatable, Sendable, CustomStringConvertible 
             return "expected 3 fields ('ed25519 VERSION SEED'), found \(count)"
         case .legacyUnversionedKey:
             return "a bare key with no algorithm or version (an old Synapse format); write it as 'ed25519 VERSION SEED'"
-        case .unsupportedAlgorithm(let name): return "unsupported key algorithm \(quoted(name, or: "(a long field)")); only ed25519 is supported"
+        case .unsupportedAlgorithm(let name):
+            return "unsupported key algorithm \(quoted(name, or: "(a long field)")); only ed25519 is supported"
         case .invalidKeyVersion(let version):
-            return "invalid key version \(quoted(version, or: "(a long field)")): it must be 1 to \(KeyFile.maxVersionLength) characters of printable ASCII without spaces, quotes, commas or backslashes"
+            return
+                "invalid key version \(quoted(version, or: "(a long field)")): it must be 1 to \(KeyFile.maxVersionLength) characters of printable ASCII without spaces, quotes, commas or backslashes"
         case .invalidSeedEncoding(let why): return "the seed is not valid base64: \(why)"
         case .seedLength(let count): return "the seed is \(count) bytes; an Ed25519 seed is exactly 32 bytes"
         case .missingKeyID: return "missing Key-ID header"
-        case .keyIDNotEd25519(let id): return "Key-ID \(quoted(id, or: "(a long value)")) does not denote an ed25519 key (expected 'ed25519:VERSION', with VERSION 1 to \(KeyFile.maxVersionLength) characters of printable ASCII without spaces, quotes, commas or backslashes)"
+        case .keyIDNotEd25519(let id):
+            return
+                "Key-ID \(quoted(id, or: "(a long value)")) does not denote an ed25519 key (expected 'ed25519:VERSION', with VERSION 1 to \(KeyFile.maxVersionLength) characters of printable ASCII without spaces, quotes, commas or backslashes)"
         case .missingVersionHeader: return "missing Version header (MMR keys need 'Version: 1')"
-        case .unsupportedVersionHeader(let version): return "unsupported MMR key format Version \(quoted(version, or: "(a long value)")); only 1 is known"
+        case .unsupportedVersionHeader(let version):
+            return "unsupported MMR key format Version \(quoted(version, or: "(a long value)")); only 1 is known"
         case .duplicateHeader(let name): return "header '\(name)' appears twice"
         case .malformedHeader: return "malformed PEM header line"
         case .unterminatedBlock(let type): return "the \(type) block has no END line"
         case .mismatchedEnd(let begin, let end): return "END line \(end.map { "'\($0)'" } ?? "") does not match BEGIN \(begin)"
-        case .unexpectedBlockType(let type): return "unexpected PEM block type \(quoted(type, or: "(unreadable)")); expected MMR PRIVATE KEY or MATRIX PRIVATE KEY"
+        case .unexpectedBlockType(let type):
+            return "unexpected PEM block type \(quoted(type, or: "(unreadable)")); expected MMR PRIVATE KEY or MATRIX PRIVATE KEY"
         case .mixedBlockTypes:
-            return "the file mixes MATRIX PRIVATE KEY and MMR PRIVATE KEY blocks (MMR would read only the MATRIX ones); keep one format per file"
+            return
+                "the file mixes MATRIX PRIVATE KEY and MMR PRIVATE KEY blocks (MMR would read only the MATRIX ones); keep one format per file"
         case .textOutsideBlock: return "unexpected text outside a PEM block"
         case .duplicateKeyID(let id, let firstLine): return "duplicate key ID \(id) (first seen on line \(firstLine))"
         case .unreadable(let why): return why
         case .untrustedOwner(let uid, let expected):
             return "the key file is owned by uid \(uid); the daemon only reads key files owned by root or by its own user (uid \(expected))"
         case .unsafePermissions(let mode):
-            return "the file is accessible by other users (mode \(String(mode & 0o777, radix: 8, uppercase: false).leftPadded(to: 4))); fix it with: chmod 600 \(path)"
+            return
+                "the file is accessible by other users (mode \(String(mode & 0o777, radix: 8, uppercase: false).leftPadded(to: 4))); fix it with: chmod 600 \(path)"
         }
     }
 }
@@ -113,7 +121,8 @@ func echoableLine(_ bytes: UnsafeRawBufferPointer) -> String? {
     guard bytes.count <= 40, bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
     var run = 0
     for byte in bytes {
-        let isBase64 = (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2B || byte == 0x2F || byte == 0x3D
+        let isBase64 =
+            (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2B || byte == 0x2F || byte == 0x3D
         run = isBase64 ? run + 1 : 0
         guard run <= echoedBase64Run else { return nil }
     }

@@ -5,7 +5,9 @@
 /// - Dendrite: the same with `MATRIX PRIVATE KEY` and no `Version`.
 /// - Synapse: `ed25519 <version> <unpadded seed>` lines joined by `\n`, no trailing newline.
 public enum KeyFileWriter {
-    public static func encode(_ keys: [SigningKey], format: KeyFileFormat, lockPolicy: MemoryLockPolicy) throws(GuardedMemoryError) -> GuardedBuffer {
+    public static func encode(_ keys: [SigningKey], format: KeyFileFormat, lockPolicy: MemoryLockPolicy) throws(GuardedMemoryError)
+        -> GuardedBuffer
+    {
         let pieces = keys.map { layout(for: $0, format: format) }
         var total = 0
         for (index, piece) in pieces.enumerated() {
@@ -23,7 +25,9 @@ public enum KeyFileWriter {
                 if format == .synapse && index > 0 { put([0x0A]) }
                 put(piece.prefix)
                 _ = key.withSeed { seed in
-                    Base64.encode(seed, padded: piece.padded, into: UnsafeMutableRawBufferPointer(rebasing: out[offset..<(offset + piece.seedLength)]))
+                    Base64.encode(
+                        seed, padded: piece.padded, into: UnsafeMutableRawBufferPointer(rebasing: out[offset..<(offset + piece.seedLength)])
+                    )
                 }
                 offset += piece.seedLength
                 put(piece.suffix)

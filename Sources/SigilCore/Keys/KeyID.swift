@@ -47,7 +47,9 @@ public struct KeyID: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// turned into a `String`; `maxLength` may only tighten the limit of 255 bytes.
     static func isValidVersion<Bytes: Collection<UInt8>>(utf8 version: Bytes, maxLength: Int = 255) -> Bool {
         !version.isEmpty && version.count <= min(maxLength, 255)
-            && version.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: ",") }
+            && version.allSatisfy {
+                $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: ",")
+            }
     }
 
     /// The spec asks for `[a-zA-Z0-9_]`; other characters work with most servers but merit a warning.

@@ -91,7 +91,8 @@ public final class Keyring: Sendable {
     /// only one file's guarded copy at a time.
     public struct Builder: ~Copyable {
         private var arena: KeyArena.Builder
-        private var loaded: [(name: String, keys: [(id: KeyID, slot: Int, publicKey: PublicKey)], retired: [RetiredKey], validity: Int64)] = []
+        private var loaded: [(name: String, keys: [(id: KeyID, slot: Int, publicKey: PublicKey)], retired: [RetiredKey], validity: Int64)] =
+            []
         private var names: Set<String> = []
 
         /// `expectedKeys`: room to start with (the arena grows if more come).
@@ -173,7 +174,8 @@ public final class Keyring: Sendable {
     }
 
     public convenience init(sources: [Source], lockPolicy: MemoryLockPolicy) throws(KeyringError) {
-        var builder = try Builder(expectedKeys: sources.reduce(0) { $0 + $1.files.reduce(0) { $0 + $1.entries.count } }, lockPolicy: lockPolicy)
+        var builder = try Builder(
+            expectedKeys: sources.reduce(0) { $0 + $1.files.reduce(0) { $0 + $1.entries.count } }, lockPolicy: lockPolicy)
         for source in sources { try builder.add(source) }
         let keyring = builder.finish()
         self.init(servers: keyring.servers, isLocked: keyring.isLocked, lockedBytes: keyring.lockedBytes)

@@ -43,7 +43,9 @@ public enum JSONSigning {
         return out
     }
 
-    public static func sign<C: Collection<UInt8>>(_ json: C, serverName: String, keys: [SigningKey], limits: JSONLimits = .default) throws(JSONSigningError) -> [UInt8] {
+    public static func sign<C: Collection<UInt8>>(_ json: C, serverName: String, keys: [SigningKey], limits: JSONLimits = .default)
+        throws(JSONSigningError) -> [UInt8]
+    {
         try withBytes(json) { (raw) throws(JSONSigningError) in try sign(raw, serverName: serverName, keys: keys, limits: limits) }
     }
 
@@ -143,8 +145,12 @@ public enum JSONSigning {
         return current
     }
 
-    public static func verify<C: Collection<UInt8>>(_ json: C, serverName: String, publicKeys: [KeyID: PublicKey], limits: JSONLimits = .default) throws(JSONSigningError) -> Verification {
-        try withBytes(json) { (raw) throws(JSONSigningError) in try verify(raw, serverName: serverName, publicKeys: publicKeys, limits: limits) }
+    public static func verify<C: Collection<UInt8>>(
+        _ json: C, serverName: String, publicKeys: [KeyID: PublicKey], limits: JSONLimits = .default
+    ) throws(JSONSigningError) -> Verification {
+        try withBytes(json) { (raw) throws(JSONSigningError) in
+            try verify(raw, serverName: serverName, publicKeys: publicKeys, limits: limits)
+        }
     }
 
     public static func verify<C: Collection<UInt8>>(

@@ -154,7 +154,10 @@ private struct HeaderParser {
         // A bare value: a token, plus the colons the spec tells recipients to allow, and the
         // base64 characters senders use in sig without quoting it.
         let start = position
-        skip(while: { XMatrixFields.isTokenChar($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "]") })
+        skip(while: {
+            XMatrixFields.isTokenChar($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "=")
+                || $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "]")
+        })
         guard position > start else { throw XMatrixHeaderError(kind: .invalidValue, offset: start) }
         return String(decoding: bytes[start..<position], as: UTF8.self)
     }

@@ -11,7 +11,8 @@ public enum XMatrixRequestError: Error, Equatable, Sendable, CustomStringConvert
         case .invalidOrigin: return "origin is not a valid Matrix server name"
         case .invalidDestination: return "destination is not a valid Matrix server name"
         case .invalidMethod: return "method must be an HTTP token such as GET"
-        case .invalidURI: return "uri must be the request target exactly as sent: starting with '/', visible ASCII (no spaces or controls), no '#'"
+        case .invalidURI:
+            return "uri must be the request target exactly as sent: starting with '/', visible ASCII (no spaces or controls), no '#'"
         case .invalidContent(let error): return "content is not valid JSON: \(error)"
         }
     }
@@ -193,7 +194,10 @@ enum XMatrixFields {
         let quoted: (origin: Int, destination: Int, method: Int, uri: Int)
         let total: Int
 
-        init(origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer, content: [UInt8]?) {
+        init(
+            origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer,
+            uri: UnsafeRawBufferPointer, content: [UInt8]?
+        ) {
             self.origin = origin
             self.destination = destination
             self.method = method
@@ -204,7 +208,8 @@ enum XMatrixFields {
                 CanonicalEncoding.quotedLength(method), CanonicalEncoding.quotedLength(uri)
             )
             var total = quoted.origin + quoted.destination + quoted.method + quoted.uri
-            total += destinationKey.utf8CodeUnitCount + methodKey.utf8CodeUnitCount + originKey.utf8CodeUnitCount + uriKey.utf8CodeUnitCount + 1
+            total +=
+                destinationKey.utf8CodeUnitCount + methodKey.utf8CodeUnitCount + originKey.utf8CodeUnitCount + uriKey.utf8CodeUnitCount + 1
             if let content { total += contentKey.utf8CodeUnitCount + content.count + 1 } else { total += 1 }
             self.total = total
         }
@@ -261,11 +266,13 @@ enum XMatrixFields {
         origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer,
         uri: UnsafeRawBufferPointer, content: UnsafeRawBufferPointer?, limits: JSONLimits = .default, to out: inout [UInt8]
     ) throws(XMatrixRequestError) {
-        let layout = try SignableLayout(origin: origin, destination: destination, method: method, uri: uri, rawContent: content, limits: limits)
-        out.append(contentsOf: [UInt8](unsafeUninitializedCapacity: layout.total) { buffer, count in
-            layout.write(at: UnsafeMutableRawPointer(buffer.baseAddress!))
-            count = layout.total
-        })
+        let layout = try SignableLayout(
+            origin: origin, destination: destination, method: method, uri: uri, rawContent: content, limits: limits)
+        out.append(
+            contentsOf: [UInt8](unsafeUninitializedCapacity: layout.total) { buffer, count in
+                layout.write(at: UnsafeMutableRawPointer(buffer.baseAddress!))
+                count = layout.total
+            })
     }
 
     private static let headerOrigin: StaticString = #"X-Matrix origin=""#

@@ -97,7 +97,8 @@ public struct VerifyJSONParams: Sendable, Equatable {
     }
 
     public static func == (a: VerifyJSONParams, b: VerifyJSONParams) -> Bool {
-        a.server == b.server && a.json == b.json && a.keys.map(\.id) == b.keys.map(\.id) && a.keys.map(\.publicKey) == b.keys.map(\.publicKey)
+        a.server == b.server && a.json == b.json && a.keys.map(\.id) == b.keys.map(\.id)
+            && a.keys.map(\.publicKey) == b.keys.map(\.publicKey)
     }
 }
 
@@ -259,13 +260,16 @@ public enum Request: Sendable, Equatable {
             let fields = try SignRequestFields(reading: body)
             // SignRequestFields leaves UTF-8 to the grammar check; a String made here must not
             // quietly replace what it cannot decode (found by FuzzWire).
-            for (name, field) in [("origin", fields.origin), ("destination", fields.destination), ("method", fields.method), ("uri", fields.uri)]
+            for (name, field) in [
+                ("origin", fields.origin), ("destination", fields.destination), ("method", fields.method), ("uri", fields.uri),
+            ]
             where !UTF8Validation.isValid(field) {
                 throw WireError("\(name) is not valid UTF-8")
             }
             return .signRequest(
                 SignRequestParams(
-                    origin: String(decoding: fields.origin, as: UTF8.self), destination: String(decoding: fields.destination, as: UTF8.self),
+                    origin: String(decoding: fields.origin, as: UTF8.self),
+                    destination: String(decoding: fields.destination, as: UTF8.self),
                     method: String(decoding: fields.method, as: UTF8.self), uri: String(decoding: fields.uri, as: UTF8.self),
                     content: fields.content.map { Array($0) }))
         case .signJSON:
@@ -308,7 +312,8 @@ public enum Request: Sendable, Equatable {
             for _ in 0..<keyCount {
                 let server = try r.string("origin")
                 let id = try r.string("key_id")
-                keys.append(GivenKey(server: server, id: id, publicKey: PublicKey(bytes: try r.fixed(Ed25519.publicKeyBytes, "public_key"))!))
+                keys.append(
+                    GivenKey(server: server, id: id, publicKey: PublicKey(bytes: try r.fixed(Ed25519.publicKeyBytes, "public_key"))!))
             }
             request = .verifyRequest(
                 VerifyRequestParams(

@@ -23,7 +23,10 @@ public struct HelloInfo: Sendable, Equatable {
         }
     }
 
-    public init(protocolVersion: UInt8 = Wire.version, maxFrameLength: UInt32, maxBatchItems: UInt16, maxInFlight: UInt32, operations: [Opcode], servers: [String], daemonVersion: String) {
+    public init(
+        protocolVersion: UInt8 = Wire.version, maxFrameLength: UInt32, maxBatchItems: UInt16, maxInFlight: UInt32, operations: [Opcode],
+        servers: [String], daemonVersion: String
+    ) {
         self.protocolVersion = protocolVersion
         self.maxFrameLength = maxFrameLength
         self.maxBatchItems = maxBatchItems

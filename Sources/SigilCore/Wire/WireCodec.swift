@@ -336,4 +336,3 @@ public struct WireWriter {
         bytes[position + 3] = UInt8(length & 0xFF)
     }
 }
-

@@ -4,7 +4,7 @@ import SigilPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The record of what was signed: one record per signature made, and one per signing request the

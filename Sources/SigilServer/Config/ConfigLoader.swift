@@ -116,7 +116,9 @@ struct Field {
                     file: file, field: field.path, line: keyNode.mark?.line,
                     "unknown field; expected one of: \(allowed.sorted().joined(separator: ", ")) (docs/configuration.md)")
             }
-            guard seen.insert(key).inserted else { throw ConfigError(file: file, field: field.path, line: keyNode.mark?.line, "appears twice") }
+            guard seen.insert(key).inserted else {
+                throw ConfigError(file: file, field: field.path, line: keyNode.mark?.line, "appears twice")
+            }
             out.append((key, field))
         }
         return out
@@ -157,7 +159,10 @@ struct Field {
         let digits = text.filter { $0 != "_" }
         guard let value = Int64(digits) else {
             let looksNumeric = !digits.isEmpty && digits.drop { $0 == "-" || $0 == "+" }.allSatisfy(\.isNumber)
-            throw error(looksNumeric ? "\(ConfigText.quote(text)) is out of range (\(range.lowerBound) to \(range.upperBound))" : "expected a whole number, found \(ConfigText.quote(text))")
+            throw error(
+                looksNumeric
+                    ? "\(ConfigText.quote(text)) is out of range (\(range.lowerBound) to \(range.upperBound))"
+                    : "expected a whole number, found \(ConfigText.quote(text))")
         }
         guard range.contains(value) else { throw error("must be between \(range.lowerBound) and \(range.upperBound), found \(value)") }
         return value
@@ -165,7 +170,9 @@ struct Field {
 
     func number(in range: ClosedRange<Double>) throws(ConfigError) -> Double {
         let text = try string()
-        guard let value = Double(text.filter { $0 != "_" }), value.isFinite else { throw error("expected a number, found \(ConfigText.quote(text))") }
+        guard let value = Double(text.filter { $0 != "_" }), value.isFinite else {
+            throw error("expected a number, found \(ConfigText.quote(text))")
+        }
         guard range.contains(value) else { throw error("must be between \(range.lowerBound) and \(range.upperBound), found \(value)") }
         return value
     }
@@ -191,7 +198,9 @@ struct Field {
         } catch {
             throw self.error(error.description)
         }
-        guard range.contains(value) else { throw self.error("must be between \(range.lowerBound) and \(range.upperBound) bytes, found \(value)") }
+        guard range.contains(value) else {
+            throw self.error("must be between \(range.lowerBound) and \(range.upperBound) bytes, found \(value)")
+        }
         return value
     }
 
@@ -278,16 +287,21 @@ private struct Reader {
             switch key {
             case "listen": listenField = field
             case "servers": serversField = field
-            case "key_directories": config.keyDirectories = try field.sequence().map { (item) throws(ConfigError) in try keyDirectory(item) }
+            case "key_directories":
+                config.keyDirectories = try field.sequence().map { (item) throws(ConfigError) in try keyDirectory(item) }
             case "access": accessField = field
             case "limits": config.limits = try limits(field)
             case "memory_lock":
                 let text = try field.string()
-                guard let policy = MemoryLockPolicy(rawValue: text) else { throw field.error("expected 'require' or 'warn', found \(ConfigText.quote(text))") }
+                guard let policy = MemoryLockPolicy(rawValue: text) else {
+                    throw field.error("expected 'require' or 'warn', found \(ConfigText.quote(text))")
+                }
                 config.memoryLock = policy
             case "log_level":
                 let text = try field.string()
-                guard LogLevelName.parse(text) != nil else { throw field.error("expected one of \(LogLevelName.names.joined(separator: ", ")), found \(ConfigText.quote(text))") }
+                guard LogLevelName.parse(text) != nil else {
+                    throw field.error("expected one of \(LogLevelName.names.joined(separator: ", ")), found \(ConfigText.quote(text))")
+                }
                 config.logLevel = text
             case "workers":
                 config.workers = Int(try field.integer(in: 0...256))
@@ -298,7 +312,8 @@ private struct Reader {
         }
         if let serversField { config.servers = try servers(serversField) }
         guard !config.servers.isEmpty || !config.keyDirectories.isEmpty else {
-            throw ConfigError(file: file, field: "servers", "missing: name at least one server and its key files, or a key directory (key_directories)")
+            throw ConfigError(
+                file: file, field: "servers", "missing: name at least one server and its key files, or a key directory (key_directories)")
         }
         // With key directories, names come from files and may appear later: a rule may name one
         // that is not there yet (the daemon warns). Without, a name no server has is a typo.
@@ -329,7 +344,9 @@ private struct Reader {
                 default: break
                 }
             }
-            guard !server.keyFiles.isEmpty else { throw serverField.child("keys", serverField.node).error("missing: list the server's key files, the signing key first") }
+            guard !server.keyFiles.isEmpty else {
+                throw serverField.child("keys", serverField.node).error("missing: list the server's key files, the signing key first")
+            }
             out.append(server)
         }
         return out
@@ -347,7 +364,8 @@ private struct Reader {
                 let pattern = try value.string()
                 let parts = pattern.split(separator: "*", omittingEmptySubsequences: false)
                 guard parts.count == 2, !pattern.contains("/") else {
-                    throw value.error("expected a file name pattern with one '*' standing for the server name, such as '*.key' or 'signing-*.pem'")
+                    throw value.error(
+                        "expected a file name pattern with one '*' standing for the server name, such as '*.key' or 'signing-*.pem'")
                 }
                 directory.prefix = String(parts[0])
                 directory.suffix = String(parts[1])
@@ -371,7 +389,9 @@ private struct Reader {
                 guard let parsed = KeyID(text) else { throw value.error("expected ed25519:VERSION, found \(ConfigText.quote(text))") }
                 id = parsed
             case "key":
-                guard let parsed = PublicKey(base64: try value.string()) else { throw value.error("expected a 32-byte public key in base64") }
+                guard let parsed = PublicKey(base64: try value.string()) else {
+                    throw value.error("expected a 32-byte public key in base64")
+                }
                 key = parsed
             case "expired_ts":
                 expired = try value.integer(in: 0...canonicalJSONMaxInteger)
@@ -403,7 +423,8 @@ private struct Reader {
                 for item in try value.sequenceOrScalar() {
                     let name = try item.string()
                     guard let op = Opcode(name: name) else {
-                        throw item.error("unknown operation \(ConfigText.quote(name)); known: \(Opcode.allCases.map(\.name).joined(separator: ", "))")
+                        throw item.error(
+                            "unknown operation \(ConfigText.quote(name)); known: \(Opcode.allCases.map(\.name).joined(separator: ", "))")
                     }
                     ops.insert(op)
                 }
@@ -465,19 +486,24 @@ private struct Reader {
                 case "name":
                     let name = try value.string()
                     guard name.utf8.count <= 64, name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") }) else {
-                        throw value.error("a listener name is at most 64 visible ASCII characters, without ':' (systemd's FileDescriptorName= rules)")
+                        throw value.error(
+                            "a listener name is at most 64 visible ASCII characters, without ':' (systemd's FileDescriptorName= rules)")
                     }
                     listener.name = name
                 case "path":
                     let path = try value.string()
                     guard path.utf8.count < 108 else { throw value.error("socket paths are limited to 107 bytes") }
-                    guard path.hasPrefix("/") || path.hasPrefix("@") else { throw value.error("give an absolute path (or @name for an abstract socket)") }
+                    guard path.hasPrefix("/") || path.hasPrefix("@") else {
+                        throw value.error("give an absolute path (or @name for an abstract socket)")
+                    }
                     listener.path = path
                     pathField = value
                 case "fd": listener.fd = Int32(try value.integer(in: 3...65535))
                 case "mode":
                     let text = try value.string()
-                    guard let mode = UInt32(text, radix: 8), mode <= 0o777 else { throw value.error("expected an octal mode such as \"0660\"") }
+                    guard let mode = UInt32(text, radix: 8), mode <= 0o777 else {
+                        throw value.error("expected an octal mode such as \"0660\"")
+                    }
                     listener.mode = mode
                 case "owner": listener.owner = try value.userID()
                 case "group": listener.group = try value.groupID()
@@ -494,7 +520,8 @@ private struct Reader {
             if out.contains(where: { $0.name == listener.name }) { throw item.error("listener name '\(listener.name)' is used twice") }
             if let path = listener.path, path.hasPrefix("@"), !listener.abstract {
                 throw (pathField ?? item).error(
-                    "'\(path)' is an abstract socket: it has no file permissions (any local process can connect) and whoever binds the name first owns it; set abstract: true to accept that")
+                    "'\(path)' is an abstract socket: it has no file permissions (any local process can connect) and whoever binds the name first owns it; set abstract: true to accept that"
+                )
             }
             if listener.abstract && (listener.owner != nil || listener.group != nil) {
                 throw item.error("an abstract socket has no owner or group to set")
@@ -504,7 +531,9 @@ private struct Reader {
         guard !out.isEmpty else { throw field.error("name at least one listener") }
         let reserved = out.reduce(0) { $0 + ($1.reservedConnections ?? 0) }
         if reserved >= limits.maxConnections {
-            throw field.error("the listeners reserve \(reserved) connections, but limits.max_connections is \(limits.maxConnections): leave room for more")
+            throw field.error(
+                "the listeners reserve \(reserved) connections, but limits.max_connections is \(limits.maxConnections): leave room for more"
+            )
         }
         return out
     }
@@ -567,7 +596,9 @@ private struct Reader {
                 socket = path
             case "uri":
                 let text = try value.string()
-                guard let parsed = Configuration.Audit.URIForm(rawValue: text) else { throw value.error("expected 'full' or 'digest', found \(ConfigText.quote(text))") }
+                guard let parsed = Configuration.Audit.URIForm(rawValue: text) else {
+                    throw value.error("expected 'full' or 'digest', found \(ConfigText.quote(text))")
+                }
                 form = parsed
             case "queue": queue = Int(try value.integer(in: 16...16_777_216))
             default: break

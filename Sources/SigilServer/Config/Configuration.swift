@@ -59,7 +59,9 @@ public struct Configuration: Sendable {
         /// How long a KEY_DOCUMENT is valid for when the caller does not say (ms).
         public var keyDocumentValidity: Int64
 
-        public init(name: String, keyFiles: [String], retired: [RetiredKey] = [], keyDocumentValidity: Int64 = Configuration.defaultDocumentValidity) {
+        public init(
+            name: String, keyFiles: [String], retired: [RetiredKey] = [], keyDocumentValidity: Int64 = Configuration.defaultDocumentValidity
+        ) {
             self.name = name
             self.keyFiles = keyFiles
             self.retired = retired
@@ -76,7 +78,9 @@ public struct Configuration: Sendable {
         public var suffix: String
         public var keyDocumentValidity: Int64
 
-        public init(path: String, prefix: String = "", suffix: String = ".key", keyDocumentValidity: Int64 = Configuration.defaultDocumentValidity) {
+        public init(
+            path: String, prefix: String = "", suffix: String = ".key", keyDocumentValidity: Int64 = Configuration.defaultDocumentValidity
+        ) {
             self.path = path
             self.prefix = prefix
             self.suffix = suffix
@@ -87,7 +91,9 @@ public struct Configuration: Sendable {
 
         /// The server name a file name stands for, if it fits the pattern.
         public func serverName(forFile name: String) -> String? {
-            guard name.utf8.count > prefix.utf8.count + suffix.utf8.count, name.hasPrefix(prefix), name.hasSuffix(suffix) else { return nil }
+            guard name.utf8.count > prefix.utf8.count + suffix.utf8.count, name.hasPrefix(prefix), name.hasSuffix(suffix) else {
+                return nil
+            }
             return String(name.dropFirst(prefix.count).dropLast(suffix.count))
         }
     }

@@ -4,7 +4,7 @@ import SigilCore
 import SigilPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Accepts connections on the main loop and hands them to the worker loops, after the checks
@@ -38,7 +38,8 @@ final class Acceptor {
         self.logger = logger
         reserveFD = (try? Posix.open("/dev/null", flags: O_RDONLY)) ?? -1
         if reserveFD < 0 {
-            logger.warning("no spare descriptor could be opened (RLIMIT_NOFILE is too low): out of descriptors, accepting will pause on a timer")
+            logger.warning(
+                "no spare descriptor could be opened (RLIMIT_NOFILE is too low): out of descriptors, accepting will pause on a timer")
         }
     }
 
@@ -116,7 +117,8 @@ final class Acceptor {
                 context.stats.recordRefusedConnection(listener: listener.id.index)
                 context.refusals.refuse(
                     listener: listener.id.index, uid: credentials.uid, kind: "connection", now: now,
-                    "refused a connection on listener \(listener.name) from uid \(credentials.uid) gid \(credentials.gid) pid \(credentials.pid): no access rule of the listener matches it")
+                    "refused a connection on listener \(listener.name) from uid \(credentials.uid) gid \(credentials.gid) pid \(credentials.pid): no access rule of the listener matches it"
+                )
                 continue
             }
             if let refusal = context.connections.admit(listener: listener.id.index, uid: credentials.uid, caps: caps) {
@@ -127,7 +129,8 @@ final class Acceptor {
                     "refused a connection on listener \(listener.name) from uid \(credentials.uid) pid \(credentials.pid): \(refusal)")
                 continue
             }
-            let incoming = IncomingConnection(fd: fd, credentials: credentials, listener: listener.id, limits: ConnectionLimits(state.configuration.limits))
+            let incoming = IncomingConnection(
+                fd: fd, credentials: credentials, listener: listener.id, limits: ConnectionLimits(state.configuration.limits))
             let worker = mailboxes[nextWorker % mailboxes.count]
             nextWorker &+= 1
             if !worker.deliver(incoming) {
@@ -179,7 +182,8 @@ final class Acceptor {
         let now = loop.now
         if lastDescriptorWarning == nil || now - lastDescriptorWarning! >= 10_000 {
             lastDescriptorWarning = now
-            logger.error("out of file descriptors (\(error)); dropping new connections (raise LimitNOFILE= or lower limits.max_connections)")
+            logger.error(
+                "out of file descriptors (\(error)); dropping new connections (raise LimitNOFILE= or lower limits.max_connections)")
         }
         if reserveFD >= 0 {
             Posix.close(reserveFD)
@@ -200,9 +204,11 @@ final class Acceptor {
             retryTimer = timer
         }
         logger.warning("out of file descriptors: not accepting for \(retryDelay) ms")
-        uv_timer_start(retryTimer!, { timer in
-            Unmanaged<Acceptor>.fromOpaque(asHandle(timer!).pointee.data!).takeUnretainedValue().retryAccepting()
-        }, retryDelay, 0)
+        uv_timer_start(
+            retryTimer!,
+            { timer in
+                Unmanaged<Acceptor>.fromOpaque(asHandle(timer!).pointee.data!).takeUnretainedValue().retryAccepting()
+            }, retryDelay, 0)
     }
 
     private func retryAccepting() {

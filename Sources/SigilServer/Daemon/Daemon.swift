@@ -4,7 +4,7 @@ import SigilCore
 import SigilPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `sigild`: loads keys, opens listeners, runs one worker loop per core and an acceptor on the
@@ -158,7 +158,8 @@ public final class Daemon {
         }
         defer { if !ready { audit?.stop() } }
         let context = ServingContext(
-            state: first, stats: StatsRegistry(loopCount: workerCount, listenerNames: names, startedAt: startedAt), daemonVersion: options.version,
+            state: first, stats: StatsRegistry(loopCount: workerCount, listenerNames: names, startedAt: startedAt),
+            daemonVersion: options.version,
             logger: logger, audit: audit)
         let loop = try EventLoop()
         let handles = try MainHandles(loop: loop, owner: self)
@@ -185,7 +186,9 @@ public final class Daemon {
             listenerOrigins: listeners.map { "\($0.name)=\($0.origin)" }, status: status)
     }
 
-    private func startWorker(_ index: Int, context: ServingContext, waker: LoopWaker) throws -> (mailbox: WorkerMailbox, thread: PosixThread) {
+    private func startWorker(_ index: Int, context: ServingContext, waker: LoopWaker) throws -> (
+        mailbox: WorkerMailbox, thread: PosixThread
+    ) {
         let mailbox = WorkerMailbox()
         let started = Locked<Result<Void, LoadError>?>(nil)
         let thread = try PosixThread(name: "sigild-loop-\(index)") {
@@ -280,7 +283,9 @@ public final class Daemon {
             running.retiring.append(running.context.replace(next))
             running.context.stats.recordReload(ok: true, location: nil, at: Posix.wallClockMilliseconds())
             running.status.reloadFailure = nil
-            logger.info("reloaded: \(StatusReporter.keySummary(next.keyring)) (configuration generation \(next.generation), \(String(format2: milliseconds)) ms)")
+            logger.info(
+                "reloaded: \(StatusReporter.keySummary(next.keyring)) (configuration generation \(next.generation), \(String(format2: milliseconds)) ms)"
+            )
         case .failure(let error):
             running.context.stats.recordReload(ok: false, location: error.location, at: Posix.wallClockMilliseconds())
             running.status.reloadFailure = error.location
@@ -361,7 +366,8 @@ private final class MainHandles {
                 throw UVError(code: rc, call: "uv_signal_init")
             }
             signals.append(handle)
-            let started = uv_signal_start(handle, { handle, signal in MainHandles.from(asHandle(handle!)).owner.handleSignal(signal) }, signal)
+            let started = uv_signal_start(
+                handle, { handle, signal in MainHandles.from(asHandle(handle!)).owner.handleSignal(signal) }, signal)
             guard started == 0 else {
                 close()
                 throw UVError(code: started, call: "uv_signal_start")
@@ -376,10 +382,12 @@ private final class MainHandles {
     func startTimer(period: UInt64, repeating: Bool = true, action: @escaping (Daemon) -> Void = { $0.tick() }) {
         timerPeriod = period
         timerAction = action
-        uv_timer_start(timer, { handle in
-            let handles = MainHandles.from(asHandle(handle!))
-            handles.timerAction(handles.owner)
-        }, period, repeating ? period : 0)
+        uv_timer_start(
+            timer,
+            { handle in
+                let handles = MainHandles.from(asHandle(handle!))
+                handles.timerAction(handles.owner)
+            }, period, repeating ? period : 0)
     }
 
     /// Closes every handle; the loop's `uv_run` then returns.

@@ -84,7 +84,9 @@ final class Reloader: Sendable {
         thread?.join()
     }
 
-    private static func load(configPath: String?, flagConfiguration: Configuration, current: ServingState, listeners: [String]) throws(LoadError) -> ServingState {
+    private static func load(configPath: String?, flagConfiguration: Configuration, current: ServingState, listeners: [String])
+        throws(LoadError) -> ServingState
+    {
         var configuration = flagConfiguration
         var notices: [LoadWarning] = []
         if let path = configPath {
@@ -105,7 +107,9 @@ final class Reloader: Sendable {
     /// What a reload cannot change, since the sockets and loops stay. A listener that serves a
     /// socket must keep an entry (its rules would otherwise silently fall back to the top-level
     /// ones): removing or renaming one refuses the whole reload.
-    private static func checkReloadable(_ next: Configuration, against current: Configuration, serving: [String], path: String) throws(LoadError) -> [LoadWarning] {
+    private static func checkReloadable(_ next: Configuration, against current: Configuration, serving: [String], path: String)
+        throws(LoadError) -> [LoadWarning]
+    {
         let configured = Set(current.listeners.map(\.name))
         let kept = Set(next.listeners.map(\.name))
         for name in serving where configured.contains(name) && !kept.contains(name) {

@@ -24,7 +24,8 @@ struct StatusReporter {
         lastAt = now
         lastRequests = requests
         let open = totals.listeners.reduce(0) { $0 + $1.connectionsOpen }
-        let summary = "\(state.keyring.keyCount) key(s) for \(StatusReporter.serverSummary(state.keyring)); \(open) connection(s); \(String(format2: rate)) requests/s"
+        let summary =
+            "\(state.keyring.keyCount) key(s) for \(StatusReporter.serverSummary(state.keyring)); \(open) connection(s); \(String(format2: rate)) requests/s"
         guard let reloadFailure else { return summary }
         return "RELOAD FAILED at \(reloadFailure.truncatedUTF8(120)), serving the previous keys (see the journal); " + summary
     }
@@ -41,7 +42,8 @@ struct StatusReporter {
         guard keyring.servers.count <= 10 else {
             return "\(keyring.keyCount) key(s) for \(keyring.servers.count) servers (\(serverSummary(keyring)))"
         }
-        return keyring.servers.map { "\($0.serverName): \($0.activeKeys.map(\.id.description).joined(separator: ", "))" }.joined(separator: "; ")
+        return keyring.servers.map { "\($0.serverName): \($0.activeKeys.map(\.id.description).joined(separator: ", "))" }.joined(
+            separator: "; ")
     }
 
     func ready(_ status: String) { notifier.ready(status: status) }

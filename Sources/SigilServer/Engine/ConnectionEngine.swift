@@ -305,7 +305,8 @@ final class ConnectionEngine {
             partialSince = nil
         }
         if handled == limits.framesPerTurn && decoder.hasCompleteFrame {
-            if case .closing = phase {} else {
+            if case .closing = phase {
+            } else {
                 // More whole frames wait: finish them on a later turn, after every other
                 // connection has had one. The client is busy sending, so its replies wait for the
                 // rest of the backlog (each write wakes the client, which costs more than a few
@@ -364,7 +365,8 @@ final class ConnectionEngine {
                     jobs.append(job)
                     actions.insert(.offload)
                 } else {
-                    services.dispatcher.batch(op, frame: header, body: body, items: items, caller: &caller, state: state, limits: limits, out: &output)
+                    services.dispatcher.batch(
+                        op, frame: header, body: body, items: items, caller: &caller, state: state, limits: limits, out: &output)
                     since = services.clock()
                     services.dispatcher.recordLatency(op, nanoseconds: since &- takenAt)
                 }
@@ -375,7 +377,9 @@ final class ConnectionEngine {
     /// The listener's per-uid limit on signing, checked from the header alone.
     private func takeRateTokens(_ cost: Int, header: FrameHeader, op: Opcode, state: ServingState) -> Bool {
         guard let limit = caller.rateLimit else { return true }
-        if services.context.rateLimiter.take(cost, listener: caller.listener.index, uid: caller.credentials.uid, limit: limit, now: services.clockMilliseconds()) {
+        if services.context.rateLimiter.take(
+            cost, listener: caller.listener.index, uid: caller.credentials.uid, limit: limit, now: services.clockMilliseconds())
+        {
             return true
         }
         services.dispatcher.busy(
@@ -392,7 +396,8 @@ final class ConnectionEngine {
                 .frameTooLarge, error.description, opcode: header?.opcode ?? 0, flags: (header?.flags ?? 0) & Wire.flagBatch,
                 requestID: header?.requestID ?? 0, listener: caller.listener.index, out: &output)
         case .lengthTooSmall:
-            services.dispatcher.fail(.badFrame, error.description, opcode: 0, flags: 0, requestID: 0, listener: caller.listener.index, out: &output)
+            services.dispatcher.fail(
+                .badFrame, error.description, opcode: 0, flags: 0, requestID: 0, listener: caller.listener.index, out: &output)
         }
         services.logger.notice("closing connection of \(caller.identity): \(error)")
         phase = .closing(.framing(error.description))

@@ -19,7 +19,8 @@ enum FrameCheck {
         maxBatchItems: Int, items: inout [Range<Int>]
     ) -> FrameVerdict {
         guard header.version == Wire.version else {
-            return .refused(.unsupportedVersion, "protocol version \(header.version) is not supported; this daemon speaks version \(Wire.version)")
+            return .refused(
+                .unsupportedVersion, "protocol version \(header.version) is not supported; this daemon speaks version \(Wire.version)")
         }
         guard header.flags & ~Wire.flagBatch == 0 else {
             return .refused(.badFrame, "unknown or response flags 0x\(String(header.flags, radix: 16)) in a request")

@@ -47,7 +47,10 @@ final class BatchJob: @unchecked Sendable {
     let takenAt: UInt64
     private(set) var reply: [UInt8] = []
 
-    init(op: Opcode, frame: FrameHeader, body: [UInt8], items: [Range<Int>], caller: Caller, state: ServingState, limits: ConnectionLimits, takenAt: UInt64) {
+    init(
+        op: Opcode, frame: FrameHeader, body: [UInt8], items: [Range<Int>], caller: Caller, state: ServingState, limits: ConnectionLimits,
+        takenAt: UInt64
+    ) {
         self.op = op
         self.frame = frame
         self.body = body

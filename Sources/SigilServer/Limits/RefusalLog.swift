@@ -44,12 +44,14 @@ final class RefusalLog: Sendable {
     init(listenerCount: Int, logger: Logger, budget: Budget = Budget()) {
         self.budget = budget
         self.logger = logger
-        state = Locked(State(byListener: Array(repeating: [:], count: listenerCount), otherByListener: Array(repeating: 0, count: listenerCount)))
+        state = Locked(
+            State(byListener: Array(repeating: [:], count: listenerCount), otherByListener: Array(repeating: 0, count: listenerCount)))
     }
 
     /// Records one refusal and logs `message` if the budget allows; `kind` (an operation name,
     /// or "connection") is what the summary counts it as.
-    func refuse(listener: Int, uid: UInt32, kind: String, now: UInt64, level: Logger.Level = .warning, _ message: @autoclosure () -> String) {
+    func refuse(listener: Int, uid: UInt32, kind: String, now: UInt64, level: Logger.Level = .warning, _ message: @autoclosure () -> String)
+    {
         let log: Bool = state.withLock { state in
             if listener < state.byListener.count {
                 if let count = state.byListener[listener][uid] {
@@ -97,7 +99,9 @@ final class RefusalLog: Sendable {
         }
         for (uid, entry) in suppressed.sorted(by: { $0.key < $1.key }) {
             let detail = entry.kinds.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
-            logger.warning("refused \(entry.count) more time(s) for uid \(uid) in the last \(budget.window / 1000) s, not logged one by one: \(detail)")
+            logger.warning(
+                "refused \(entry.count) more time(s) for uid \(uid) in the last \(budget.window / 1000) s, not logged one by one: \(detail)"
+            )
         }
         if dropped > 0 {
             logger.warning("refused \(dropped) more time(s) for further uids in the last \(budget.window / 1000) s")

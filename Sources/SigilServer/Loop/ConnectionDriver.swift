@@ -118,7 +118,8 @@ final class ConnectionDriver {
         guard total > 0, engine.queuedBytes == 0 else { return }
         var written = 0
         let rc: Int32 = engine.output.bytes.withUnsafeBytes { raw in
-            var buffer = uv_buf_init(UnsafeMutablePointer(mutating: raw.baseAddress!.assumingMemoryBound(to: CChar.self)), UInt32(raw.count))
+            var buffer = uv_buf_init(
+                UnsafeMutablePointer(mutating: raw.baseAddress!.assumingMemoryBound(to: CChar.self)), UInt32(raw.count))
             return uv_try_write(stream, &buffer, 1)
         }
         if rc > 0 {

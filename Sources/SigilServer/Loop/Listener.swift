@@ -3,7 +3,7 @@ import Logging
 import SigilPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A listening Unix socket: inherited from systemd, given as a descriptor, or bound to a path
@@ -26,7 +26,9 @@ final class Listener {
 
     /// Opens every configured listener, taking inherited sockets by name first. A socket systemd
     /// passes that no listener names still serves, under the top-level rules.
-    static func open(_ configuration: Configuration, inherited: [SystemdActivation.InheritedSocket], logger: Logger) throws(LoadError) -> [Listener] {
+    static func open(_ configuration: Configuration, inherited: [SystemdActivation.InheritedSocket], logger: Logger) throws(LoadError)
+        -> [Listener]
+    {
         var listeners: [Listener] = []
         var unclaimed = inherited
         func next(_ name: String) -> ListenerID { ListenerID(index: listeners.count, name: name) }
@@ -36,7 +38,8 @@ final class Listener {
             {
                 let socket = unclaimed.remove(at: index)
                 try checkStream(socket.fd, name: listener.name)
-                listeners.append(Listener(id: next(listener.name), fd: socket.fd, boundPath: nil, origin: "systemd fd \(socket.fd) (\(socket.name))"))
+                listeners.append(
+                    Listener(id: next(listener.name), fd: socket.fd, boundPath: nil, origin: "systemd fd \(socket.fd) (\(socket.name))"))
             } else if let fd = listener.fd {
                 try checkStream(fd, name: listener.name)
                 do {
@@ -48,14 +51,17 @@ final class Listener {
             } else if let path = listener.path {
                 listeners.append(try bind(listener, path: path, id: next(listener.name), logger: logger))
             } else if !inherited.isEmpty {
-                throw LoadError("listener \(listener.name): systemd passed no socket named '\(listener.name)' (FileDescriptorName=) and no path is configured")
+                throw LoadError(
+                    "listener \(listener.name): systemd passed no socket named '\(listener.name)' (FileDescriptorName=) and no path is configured"
+                )
             } else {
                 throw LoadError("listener \(listener.name): no path, no fd, and not started by systemd socket activation")
             }
         }
         for socket in unclaimed {
             try checkStream(socket.fd, name: socket.name)
-            logger.notice("systemd passed socket '\(socket.name)' (fd \(socket.fd)), which no listener names; it uses the top-level access rules")
+            logger.notice(
+                "systemd passed socket '\(socket.name)' (fd \(socket.fd)), which no listener names; it uses the top-level access rules")
             listeners.append(Listener(id: next(socket.name), fd: socket.fd, boundPath: nil, origin: "systemd fd \(socket.fd)"))
         }
         for listener in listeners {
@@ -84,12 +90,14 @@ final class Listener {
     /// others, even briefly, and no path-based chmod follows a symlink someone swapped in), in a
     /// directory no one else can use to swap the node, then sets owner and group through a
     /// descriptor of the node itself.
-    private static func bind(_ listener: Configuration.Listener, path: String, id: ListenerID, logger: Logger) throws(LoadError) -> Listener {
+    private static func bind(_ listener: Configuration.Listener, path: String, id: ListenerID, logger: Logger) throws(LoadError) -> Listener
+    {
         let name = listener.name
         let abstract = path.hasPrefix("@")
         if abstract {
             logger.warning(
-                "listener \(name): \(path) is an abstract socket (abstract: true): any local process can connect (the access rules still apply) and whoever binds the name first owns it")
+                "listener \(name): \(path) is an abstract socket (abstract: true): any local process can connect (the access rules still apply) and whoever binds the name first owns it"
+            )
         } else {
             try checkDirectory(of: path, listener: name)
             if let isSocket = Posix.isSocket(path) {
@@ -116,7 +124,8 @@ final class Listener {
                 if !abstract {
                     let mode = try Posix.chownSocketNode(path, owner: listener.owner, group: listener.group)
                     guard mode & 0o777 == listener.mode else {
-                        throw PosixError("\(path): created with mode \(String(mode, radix: 8)), not \(String(listener.mode, radix: 8))", errno: EPERM)
+                        throw PosixError(
+                            "\(path): created with mode \(String(mode, radix: 8)), not \(String(listener.mode, radix: 8))", errno: EPERM)
                     }
                 }
                 try Posix.listen(fd, backlog: 511)
@@ -144,13 +153,16 @@ final class Listener {
         }
         guard status.isDirectory else { throw LoadError("listener \(listener): \(directory) is not a directory") }
         guard status.owner == 0 || status.owner == Posix.effectiveUID else {
-            throw LoadError("listener \(listener): socket directory \(directory) is owned by uid \(status.owner), not by root or by sigild's user")
+            throw LoadError(
+                "listener \(listener): socket directory \(directory) is owned by uid \(status.owner), not by root or by sigild's user")
         }
-        let writableByOthers = status.permissions & 0o002 != 0
+        let writableByOthers =
+            status.permissions & 0o002 != 0
             || (status.permissions & 0o020 != 0 && status.group != 0 && status.group != Posix.effectiveGID)
         if writableByOthers && !status.isSticky {
             throw LoadError(
-                "listener \(listener): socket directory \(directory) is writable by other users without the sticky bit, so they could swap the socket for something else; use a directory only sigild's user can write (such as /run/sigil)")
+                "listener \(listener): socket directory \(directory) is writable by other users without the sticky bit, so they could swap the socket for something else; use a directory only sigild's user can write (such as /run/sigil)"
+            )
         }
     }
 

@@ -256,7 +256,9 @@ final class WorkerLoop {
             context.refusals.refuse(
                 listener: caller.listener.index, uid: caller.credentials.uid, kind: "memory", now: loop.now, level: .notice,
                 "closing connection of \(caller.identity): it holds \(driver.engine.bufferedBytes) bytes of replies it does not read, and "
-                    + (uid == nil ? "the daemon is over limits.max_buffered (\(limits.maxBuffered))" : "its uid is over limits.max_buffered_per_uid (\(limits.maxBufferedPerUID))"))
+                    + (uid == nil
+                        ? "the daemon is over limits.max_buffered (\(limits.maxBuffered))"
+                        : "its uid is over limits.max_buffered_per_uid (\(limits.maxBufferedPerUID))"))
             driver.engine.abort(.memoryBudget)
             releaseMemory(driver)
             driver.close()

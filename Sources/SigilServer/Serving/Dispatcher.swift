@@ -64,10 +64,14 @@ struct Dispatcher {
     /// A refusal for a whole frame: the reply repeats the request's opcode and request ID, and
     /// its BATCH bit (every reply does).
     mutating func fail(_ status: WireStatus, _ message: String, frame: FrameHeader, listener: Int, out: inout WireWriter) {
-        fail(status, message, opcode: frame.opcode, flags: frame.flags & Wire.flagBatch, requestID: frame.requestID, listener: listener, out: &out)
+        fail(
+            status, message, opcode: frame.opcode, flags: frame.flags & Wire.flagBatch, requestID: frame.requestID, listener: listener,
+            out: &out)
     }
 
-    mutating func fail(_ status: WireStatus, _ message: String, opcode: UInt8, flags: UInt8, requestID: UInt32, listener: Int, out: inout WireWriter) {
+    mutating func fail(
+        _ status: WireStatus, _ message: String, opcode: UInt8, flags: UInt8, requestID: UInt32, listener: Int, out: inout WireWriter
+    ) {
         Dispatcher.writeFailure(status, message, opcode: opcode, flags: flags, requestID: requestID, out: &out)
         pending.count(listener: listener, opcode: opcode, requests: 1, errors: 1)
         if status == .denied { pending.denied(listener) }
@@ -78,7 +82,8 @@ struct Dispatcher {
         pending.busy(listener, rateLimited: rateLimited)
     }
 
-    static func writeFailure(_ status: WireStatus, _ message: String, opcode: UInt8, flags: UInt8, requestID: UInt32, out: inout WireWriter) {
+    static func writeFailure(_ status: WireStatus, _ message: String, opcode: UInt8, flags: UInt8, requestID: UInt32, out: inout WireWriter)
+    {
         let start = out.beginFrame(opcode: opcode, flags: Wire.flagResponse | flags, status: status.rawValue, requestID: requestID)
         WireFailure(status, message).encodeBody(into: &out)
         out.endFrame(at: start)
@@ -124,7 +129,8 @@ struct Dispatcher {
             out.u8(0)
             let length = out.placeholderU32()
             do {
-                try answer(op, body: UnsafeRawBufferPointer(rebasing: body[range]), caller: &caller, state: state, limits: limits, out: &out)
+                try answer(
+                    op, body: UnsafeRawBufferPointer(rebasing: body[range]), caller: &caller, state: state, limits: limits, out: &out)
                 out.patchLength(at: length)
             } catch {
                 out.bytes.removeSubrange(itemStart...)
@@ -247,12 +253,14 @@ struct Dispatcher {
         }
         info.servers = listing.names
         if page != nil {
-            info.page = HelloInfo.Page(serverTotal: UInt32(clamping: state.serverCount { caller.mayUse(server: $0) }), nextCursor: listing.nextCursor)
+            info.page = HelloInfo.Page(
+                serverTotal: UInt32(clamping: state.serverCount { caller.mayUse(server: $0) }), nextCursor: listing.nextCursor)
         }
         return info
     }
 
-    private func listKeys(caller: Caller, state: ServingState, limits: ConnectionLimits, cursor: String?) throws(WireFailure) -> KeyListing {
+    private func listKeys(caller: Caller, state: ServingState, limits: ConnectionLimits, cursor: String?) throws(WireFailure) -> KeyListing
+    {
         let budget = Int(limits.maxFrameLength) - 12 - 2 - 2 - 255
         var listing = KeyListing(servers: [])
         var used = 0
@@ -280,7 +288,8 @@ struct Dispatcher {
             if more {
                 throw WireFailure(
                     .badRequest,
-                    "the key listing does not fit in one reply of max_frame \(limits.maxFrameLength) bytes; send a cursor to page through it (PROTOCOL.md, LIST_KEYS)")
+                    "the key listing does not fit in one reply of max_frame \(limits.maxFrameLength) bytes; send a cursor to page through it (PROTOCOL.md, LIST_KEYS)"
+                )
             }
             return listing
         }
@@ -291,7 +300,9 @@ struct Dispatcher {
         return listing
     }
 
-    private func verifyJSON(_ params: VerifyJSONParams, caller: Caller, state: ServingState, limits: JSONLimits) throws(WireFailure) -> JSONVerdict {
+    private func verifyJSON(_ params: VerifyJSONParams, caller: Caller, state: ServingState, limits: JSONLimits) throws(WireFailure)
+        -> JSONVerdict
+    {
         var keys: [KeyID: PublicKey] = [:]
         var retired: [KeyID: (publicKey: PublicKey, expiredTS: Int64)] = [:]
         if params.keys.isEmpty {
@@ -306,11 +317,13 @@ struct Dispatcher {
         }
         let verification: JSONSigning.Verification
         do {
-            verification = try JSONSigning.verify(params.json, serverName: params.server, publicKeys: keys, retiredKeys: retired, limits: limits)
+            verification = try JSONSigning.verify(
+                params.json, serverName: params.server, publicKeys: keys, retiredKeys: retired, limits: limits)
         } catch {
             throw WireFailure(.invalidJSON, error.description)
         }
-        let outcomes = verification.valid.map { ($0.description, SignatureOutcome.valid) }
+        let outcomes =
+            verification.valid.map { ($0.description, SignatureOutcome.valid) }
             + verification.invalid.map { ($0.description, SignatureOutcome.invalid) }
             + verification.missing.map { ($0.description, SignatureOutcome.missing) }
         return JSONVerdict(isValid: verification.isValid, outcomes: outcomes.map { (id: $0.0, outcome: $0.1) })
@@ -318,7 +331,9 @@ struct Dispatcher {
 
     /// Inbound request authentication: with the given keys, or with the daemon's own active keys.
     /// Retired keys never authenticate a request: a revoked key must stop working at once.
-    private func verifyRequest(_ params: VerifyRequestParams, state: ServingState, json: JSONLimits) throws(WireFailure) -> RequestVerification {
+    private func verifyRequest(_ params: VerifyRequestParams, state: ServingState, json: JSONLimits) throws(WireFailure)
+        -> RequestVerification
+    {
         var given: [String: [KeyID: PublicKey]] = [:]
         for key in params.keys {
             guard let id = KeyID(key.id) else { throw WireFailure(.badRequest, "key_id '\(key.id)' is not ed25519:VERSION") }
@@ -346,7 +361,8 @@ struct Dispatcher {
             origin = first.origin
         }
         // The detail can quote the request (a header parameter, a JSON key): keep it short.
-        return RequestVerification(verdict: RequestVerdict(result), origin: origin, keyID: keyID, detail: result.description.truncatedUTF8(512))
+        return RequestVerification(
+            verdict: RequestVerdict(result), origin: origin, keyID: keyID, detail: result.description.truncatedUTF8(512))
     }
 
     /// The hot path: fields read in place and checked once, no String copies beyond the origin's
@@ -367,7 +383,9 @@ struct Dispatcher {
         if let problem = fields.problem(originKnown: known != nil) { throw WireFailure(.badRequest, problem.description) }
         let origin = known.map { keyring.servers[$0].serverName } ?? String(decoding: fields.origin, as: UTF8.self)
         guard caller.allowsSignRequest(server: origin, method: fields.method, uri: fields.uri) else {
-            let why = caller.allows(.signRequest, server: origin) ? "method or uri outside the granted prefixes" : "server \(origin) is not granted"
+            let why =
+                caller.allows(.signRequest, server: origin)
+                ? "method or uri outside the granted prefixes" : "server \(origin) is not granted"
             refuse(.signRequest, why, caller: caller)
             context.audit?.record(
                 loop: loop, op: .signRequest, caller: caller, server: origin,
@@ -391,7 +409,9 @@ struct Dispatcher {
         out.string(keyring.servers[known].activeKeys[0].id.description)
         withUnsafeBytes(of: &signature) { out.bytes.append(contentsOf: $0) }
         header.withUnsafeBytes { out.string($0) }
-        context.audit?.record(loop: loop, op: .signRequest, caller: caller, server: origin, keyID: keyring.servers[known].activeKeys[0].id.description, request: fields)
+        context.audit?.record(
+            loop: loop, op: .signRequest, caller: caller, server: origin, keyID: keyring.servers[known].activeKeys[0].id.description,
+            request: fields)
     }
 }
 

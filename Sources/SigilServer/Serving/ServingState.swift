@@ -2,7 +2,7 @@ public import SigilCore
 import SigilPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Why keys or configuration could not be (re)loaded. Never contains key material.
@@ -45,7 +45,8 @@ public enum LoadWarning: Sendable, Equatable, CustomStringConvertible {
         case .serverSkipped(let server, let file, let reason, let kept):
             return "server \(server): \(file): \(reason); " + (kept ? "it keeps the keys it had before this reload" : "it is not served")
         case .badFileName(let directory, let file):
-            return "\(directory): '\(file.truncatedUTF8(80))' fits the key file pattern but its name is not a valid Matrix server name; skipped"
+            return
+                "\(directory): '\(file.truncatedUTF8(80))' fits the key file pattern but its name is not a valid Matrix server name; skipped"
         case .duplicateServer(let server, let used, let ignored):
             return "server \(server) is configured in \(used) and in \(ignored); using \(used)"
         case .unknownServerInRule(let name):
@@ -157,7 +158,9 @@ public final class ServingState: Sendable {
     /// arena. Servers named in `servers:` load all or nothing: any failure fails the load. Servers
     /// of a key directory load one by one: one that fails is reported and left out, or, on a
     /// reload, keeps the keys it had (`previous`).
-    public static func load(_ configuration: Configuration, generation: UInt64, previous: ServingState? = nil) throws(LoadError) -> ServingState {
+    public static func load(_ configuration: Configuration, generation: UInt64, previous: ServingState? = nil) throws(LoadError)
+        -> ServingState
+    {
         var warnings: [LoadWarning] = []
         var sources: [Keyring.Source] = []
         var origins: [String: String] = [:]
@@ -167,13 +170,18 @@ public final class ServingState: Sendable {
                 let resolved = SystemdCredentials.resolve(path)
                 do {
                     let (file, fileWarnings) = try KeyFileIO.read(resolved, permissions: .refuse, lockPolicy: configuration.memoryLock)
-                    warnings += fileWarnings.filter { if case .notLocked = $0 { return false } else { return true } }.map(LoadWarning.keyFile)
+                    warnings += fileWarnings.filter { if case .notLocked = $0 { return false } else { return true } }.map(
+                        LoadWarning.keyFile)
                     files.append(file)
                 } catch {
-                    throw LoadError("server \(server.name): \(error)", location: "server \(server.name): \(error.path)\(error.line.map { ":\($0)" } ?? "")")
+                    throw LoadError(
+                        "server \(server.name): \(error)",
+                        location: "server \(server.name): \(error.path)\(error.line.map { ":\($0)" } ?? "")")
                 }
             }
-            sources.append(Keyring.Source(serverName: server.name, files: files, retired: server.retired, keyDocumentValidity: server.keyDocumentValidity))
+            sources.append(
+                Keyring.Source(
+                    serverName: server.name, files: files, retired: server.retired, keyDocumentValidity: server.keyDocumentValidity))
             origins[server.name] = configuration.sourcePath.map { "\($0) (servers:)" } ?? "the command line"
         }
         var listed: [(directory: Configuration.KeyDirectory, names: [String])] = []
@@ -215,20 +223,28 @@ public final class ServingState: Sendable {
                 }
                 origins[server] = path
                 do {
-                    let (file, fileWarnings) = try KeyFileIO.read(path, permissions: .refuse, lockPolicy: configuration.memoryLock, scratch: scratch)
-                    warnings += fileWarnings.filter { if case .notLocked = $0 { return false } else { return true } }.map(LoadWarning.keyFile)
+                    let (file, fileWarnings) = try KeyFileIO.read(
+                        path, permissions: .refuse, lockPolicy: configuration.memoryLock, scratch: scratch)
+                    warnings += fileWarnings.filter { if case .notLocked = $0 { return false } else { return true } }.map(
+                        LoadWarning.keyFile)
                     try builder.add(Keyring.Source(serverName: server, files: [file], keyDocumentValidity: directory.keyDocumentValidity))
                     fromDirectories.insert(server)
                     directoryOrigins[server] = directory.path
                 } catch let error as KeyringError {
                     if case .memory = error { throw keyringError(error, keys: expected, previous: previous) }
-                    try keepPrevious(server, path: path, reason: error.description, previous: previous, builder: &builder, warnings: &warnings, kept: &fromDirectories)
+                    try keepPrevious(
+                        server, path: path, reason: error.description, previous: previous, builder: &builder, warnings: &warnings,
+                        kept: &fromDirectories)
                     if fromDirectories.contains(server) { directoryOrigins[server] = directory.path }
                 } catch let error as KeyFileError {
-                    try keepPrevious(server, path: path, reason: error.explanation, previous: previous, builder: &builder, warnings: &warnings, kept: &fromDirectories)
+                    try keepPrevious(
+                        server, path: path, reason: error.explanation, previous: previous, builder: &builder, warnings: &warnings,
+                        kept: &fromDirectories)
                     if fromDirectories.contains(server) { directoryOrigins[server] = directory.path }
                 } catch {
-                    try keepPrevious(server, path: path, reason: "\(error)", previous: previous, builder: &builder, warnings: &warnings, kept: &fromDirectories)
+                    try keepPrevious(
+                        server, path: path, reason: "\(error)", previous: previous, builder: &builder, warnings: &warnings,
+                        kept: &fromDirectories)
                     if fromDirectories.contains(server) { directoryOrigins[server] = directory.path }
                 }
             }

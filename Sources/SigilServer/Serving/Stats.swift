@@ -4,7 +4,9 @@ import SigilPosix
 /// Latency buckets of STATS' histograms, in microseconds (upper bounds; one more bucket above
 /// the last holds everything slower).
 enum LatencyBuckets {
-    static let bounds: [UInt64] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100_000, 250_000, 500_000, 1_000_000]
+    static let bounds: [UInt64] = [
+        5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100_000, 250_000, 500_000, 1_000_000,
+    ]
     static var count: Int { bounds.count + 1 }
 
     @inline(__always)

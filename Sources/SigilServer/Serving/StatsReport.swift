@@ -147,7 +147,9 @@ enum StatsReport {
             let figures = totals.listeners[index]
             var requests = JSONObject()
             for op in Opcode.allCases {
-                requests[op.name] = ["count": integer(figures.requests[Int(op.rawValue)]), "errors": integer(figures.errors[Int(op.rawValue)])]
+                requests[op.name] = [
+                    "count": integer(figures.requests[Int(op.rawValue)]), "errors": integer(figures.errors[Int(op.rawValue)]),
+                ]
             }
             var section = JSONObject()
             let parts: [String: JSONValue] = [

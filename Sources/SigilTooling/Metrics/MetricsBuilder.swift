@@ -18,12 +18,15 @@ struct MetricsBuilder {
             build.add([("version", version)], "1")
             families.append(build)
         }
-        gauge("sigil_uptime_seconds", unit: "seconds", help: "Time since sigild started.",
-              reader.integer(root, "uptime_ms", at: "").map { ExpositionWriter.decimal($0, scale: 3) })
-        gauge("sigil_requests_in_flight", help: "Requests being handled (including queued batch work).",
-              reader.integer(root, "in_flight", at: "").map(String.init))
-        gauge("sigil_event_loops", help: "Event loops serving connections.",
-              reader.integer(root, "event_loops", at: "").map(String.init))
+        gauge(
+            "sigil_uptime_seconds", unit: "seconds", help: "Time since sigild started.",
+            reader.integer(root, "uptime_ms", at: "").map { ExpositionWriter.decimal($0, scale: 3) })
+        gauge(
+            "sigil_requests_in_flight", help: "Requests being handled (including queued batch work).",
+            reader.integer(root, "in_flight", at: "").map(String.init))
+        gauge(
+            "sigil_event_loops", help: "Event loops serving connections.",
+            reader.integer(root, "event_loops", at: "").map(String.init))
 
         let listeners = reader.objects(reader.object(root, "listeners", at: ""), at: "listeners")
         requestFamilies(root: root, listeners: listeners)
@@ -37,39 +40,48 @@ struct MetricsBuilder {
         reloadFamilies(root: root)
         keyFamilies(root: root, listing: listing)
 
-        gauge("sigil_memory_locked", help: "1 if the key memory is locked into RAM (mlock), else 0.",
-              reader.bool(root, "memory_locked", at: "").map { $0 ? "1" : "0" })
-        gauge("sigil_locked_memory_bytes", unit: "bytes", help: "Bytes of key memory locked into RAM.",
-              reader.integer(root, "locked_bytes", at: "").map(String.init))
-        gauge("sigil_resident_memory_bytes", unit: "bytes", help: "sigild's resident set size.",
-              reader.integer(root, "rss_bytes", at: "").map(String.init))
+        gauge(
+            "sigil_memory_locked", help: "1 if the key memory is locked into RAM (mlock), else 0.",
+            reader.bool(root, "memory_locked", at: "").map { $0 ? "1" : "0" })
+        gauge(
+            "sigil_locked_memory_bytes", unit: "bytes", help: "Bytes of key memory locked into RAM.",
+            reader.integer(root, "locked_bytes", at: "").map(String.init))
+        gauge(
+            "sigil_resident_memory_bytes", unit: "bytes", help: "sigild's resident set size.",
+            reader.integer(root, "rss_bytes", at: "").map(String.init))
 
         let audit = reader.object(root, "audit", at: "")
-        gauge("sigil_audit_enabled", help: "1 if the audit trail is on, else 0.",
-              reader.bool(audit, "enabled", at: "audit.").map { $0 ? "1" : "0" })
+        gauge(
+            "sigil_audit_enabled", help: "1 if the audit trail is on, else 0.",
+            reader.bool(audit, "enabled", at: "audit.").map { $0 ? "1" : "0" })
         counter("sigil_audit_records", help: "Audit records written.", reader.integer(audit, "records", at: "audit."))
-        counter("sigil_audit_dropped_records", help: "Audit records lost (the trail could not keep up or could not be written).",
-                reader.integer(audit, "dropped", at: "audit."))
+        counter(
+            "sigil_audit_dropped_records", help: "Audit records lost (the trail could not keep up or could not be written).",
+            reader.integer(audit, "dropped", at: "audit."))
 
         let truncated = reader.bool(root, "truncated", at: "") ?? false
-        gauge("sigil_stats_truncated", help: "1 if sigild left optional STATS sections out to fit its reply, so some series are missing.",
-              truncated ? "1" : "0")
+        gauge(
+            "sigil_stats_truncated", help: "1 if sigild left optional STATS sections out to fit its reply, so some series are missing.",
+            truncated ? "1" : "0")
     }
 
     // MARK: Requests
 
     private mutating func requestFamilies(root: JSONObject, listeners: [(key: String, value: JSONObject)]) {
         var requests = MetricFamily("sigil_requests", .counter, help: "Requests handled, by operation and listener.")
-        var errors = MetricFamily("sigil_request_errors", .counter, help: "Requests answered with an error status, by operation and listener.")
+        var errors = MetricFamily(
+            "sigil_request_errors", .counter, help: "Requests answered with an error status, by operation and listener.")
         var denied = MetricFamily("sigil_requests_denied", .counter, help: "Requests refused by the access rules (DENIED).")
-        var busy = MetricFamily("sigil_requests_busy", .counter, help: "Requests answered BUSY because too many large batches were in flight (the rate limit counts apart).")
+        var busy = MetricFamily(
+            "sigil_requests_busy", .counter,
+            help: "Requests answered BUSY because too many large batches were in flight (the rate limit counts apart).")
         var limited = MetricFamily("sigil_requests_rate_limited", .counter, help: "Requests answered BUSY by the per-uid rate limit.")
 
         func operations(_ object: JSONObject?, at path: String, labels: [(String, String)]) {
             for (op, counts) in reader.objects(object, at: path) {
-                let where_ = "\(path)\(StatsReader.subscriptText(op))."
-                if let count = reader.integer(counts, "count", at: where_) { requests.add([("operation", op)] + labels, count) }
-                if let count = reader.integer(counts, "errors", at: where_) { errors.add([("operation", op)] + labels, count) }
+                let place = "\(path)\(StatsReader.subscriptText(op))."
+                if let count = reader.integer(counts, "count", at: place) { requests.add([("operation", op)] + labels, count) }
+                if let count = reader.integer(counts, "errors", at: place) { errors.add([("operation", op)] + labels, count) }
             }
         }
         func refusals(_ object: JSONObject, at path: String, labels: [(String, String)]) {
@@ -97,7 +109,9 @@ struct MetricsBuilder {
             help: "Denied requests and refused connections, by listener and caller uid (\"other\": uids past the 64 sigild tracks).")
         for (name, listener) in listeners {
             let path = "listeners\(StatsReader.subscriptText(name)).refusals_by_uid"
-            guard let byUID = reader.object(listener, "refusals_by_uid", at: "listeners\(StatsReader.subscriptText(name)).") else { continue }
+            guard let byUID = reader.object(listener, "refusals_by_uid", at: "listeners\(StatsReader.subscriptText(name)).") else {
+                continue
+            }
             for member in byUID {
                 guard member.key == "other" || (!member.key.isEmpty && member.key.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }) else {
                     reader.note("STATS field \(path)\(StatsReader.subscriptText(member.key)): expected a uid or \"other\"")
@@ -116,7 +130,8 @@ struct MetricsBuilder {
     private mutating func connectionFamilies(root: JSONObject, listeners: [(key: String, value: JSONObject)]) {
         var open = MetricFamily("sigil_connections_open", .gauge, help: "Client connections open now.")
         var accepted = MetricFamily("sigil_connections_accepted", .counter, help: "Client connections accepted.")
-        var refused = MetricFamily("sigil_connections_refused", .counter, help: "Client connections refused (connection limit, or no rule lets the caller in).")
+        var refused = MetricFamily(
+            "sigil_connections_refused", .counter, help: "Client connections refused (connection limit, or no rule lets the caller in).")
         func add(_ connections: JSONObject?, at path: String, labels: [(String, String)]) {
             if let value = reader.integer(connections, "open", at: path) { open.add(labels, value) }
             if let value = reader.integer(connections, "total", at: path) { accepted.add(labels, value) }
@@ -168,7 +183,8 @@ struct MetricsBuilder {
                 counts.append(count)
             }
             guard counts.count == countValues.count, counts.count == bounds.count + 1 else {
-                reader.note("STATS field \(path)counts: expected \(bounds.count + 1) counts (one per bound and +Inf); no histogram for \(op)")
+                reader.note(
+                    "STATS field \(path)counts: expected \(bounds.count + 1) counts (one per bound and +Inf); no histogram for \(op)")
                 continue
             }
             var running: Int64 = 0
@@ -194,12 +210,16 @@ struct MetricsBuilder {
         if let ok = reader.integer(reloads, "ok", at: "reloads.") { results.add([("result", "ok")], ok) }
         if let failed = reader.integer(reloads, "failed", at: "reloads.") { results.add([("result", "failed")], failed) }
         families.append(results)
-        gauge("sigil_last_reload_timestamp_seconds", unit: "seconds", help: "When the last reload finished, in Unix time (0: never).",
-              reader.integer(reloads, "last_unix_ms", at: "reloads.").map { ExpositionWriter.decimal($0, scale: 3) })
-        gauge("sigil_last_reload_success", help: "1 if the last reload succeeded (or none has run), 0 if it failed and the previous configuration is still serving.",
-              reader.bool(reloads, "last_ok", at: "reloads.").map { $0 ? "1" : "0" })
-        gauge("sigil_config_generation", help: "Configurations loaded since start (1 before any reload).",
-              reader.integer(root, "config_generation", at: "").map(String.init))
+        gauge(
+            "sigil_last_reload_timestamp_seconds", unit: "seconds", help: "When the last reload finished, in Unix time (0: never).",
+            reader.integer(reloads, "last_unix_ms", at: "reloads.").map { ExpositionWriter.decimal($0, scale: 3) })
+        gauge(
+            "sigil_last_reload_success",
+            help: "1 if the last reload succeeded (or none has run), 0 if it failed and the previous configuration is still serving.",
+            reader.bool(reloads, "last_ok", at: "reloads.").map { $0 ? "1" : "0" })
+        gauge(
+            "sigil_config_generation", help: "Configurations loaded since start (1 before any reload).",
+            reader.integer(root, "config_generation", at: "").map(String.init))
     }
 
     // MARK: Keys
@@ -209,13 +229,17 @@ struct MetricsBuilder {
     /// from STATS' `keys`, which sigild includes only up to 100 servers.
     private mutating func keyFamilies(root: JSONObject, listing: KeyListing?) {
         gauge("sigil_servers", help: "Servers sigild holds keys for.", reader.integer(root, "server_count", at: "").map(String.init))
-        gauge("sigil_active_keys", help: "Active keys (published in verify_keys), over all servers.",
-              reader.integer(root, "key_count", at: "").map(String.init))
-        gauge("sigil_retired_keys", help: "Retired keys (published in old_verify_keys), over all servers.",
-              reader.integer(root, "retired_key_count", at: "").map(String.init))
+        gauge(
+            "sigil_active_keys", help: "Active keys (published in verify_keys), over all servers.",
+            reader.integer(root, "key_count", at: "").map(String.init))
+        gauge(
+            "sigil_retired_keys", help: "Retired keys (published in old_verify_keys), over all servers.",
+            reader.integer(root, "retired_key_count", at: "").map(String.init))
 
         var info = MetricFamily("sigil_key", .info, help: "One series per key: its server, ID and state (signing, active or retired).")
-        var expiry = MetricFamily("sigil_key_expired_timestamp_seconds", .gauge, unit: "seconds", help: "When a retired key stopped being used (its expired_ts), in Unix time.")
+        var expiry = MetricFamily(
+            "sigil_key_expired_timestamp_seconds", .gauge, unit: "seconds",
+            help: "When a retired key stopped being used (its expired_ts), in Unix time.")
         if let listing {
             for server in listing.servers {
                 for key in server.keys {
@@ -227,7 +251,9 @@ struct MetricsBuilder {
                     }
                     info.add([("server", server.name), ("key_id", key.id), ("state", state)], "1")
                     if key.state == .retired {
-                        expiry.add([("server", server.name), ("key_id", key.id)], ExpositionWriter.decimal(Int64(clamping: key.expiredTS), scale: 3))
+                        expiry.add(
+                            [("server", server.name), ("key_id", key.id)],
+                            ExpositionWriter.decimal(Int64(clamping: key.expiredTS), scale: 3))
                     }
                 }
             }

@@ -27,14 +27,19 @@ extension DaemonEndToEnd {
         static let keyDocumentSignature = "ewq/uPhfAzmWSa/3PRlr5Q0W59jG75Wtb6mzxIELuVRAxYMHOeMFue6fNXijZkIwLLembQ0+gl7DIkiUGcoUBg"
 
         /// The canonical JSON a SIGN_REQUEST without content signs (valid for uris needing no escapes).
-        static func requestJSON(origin: String = "domain", destination: String = "example.org", method: String = "GET", uri: String) -> [UInt8] {
+        static func requestJSON(origin: String = "domain", destination: String = "example.org", method: String = "GET", uri: String)
+            -> [UInt8]
+        {
             Array(#"{"destination":"\#(destination)","method":"\#(method)","origin":"\#(origin)","uri":"\#(uri)"}"#.utf8)
         }
 
         /// Whether a SIGN_REQUEST answer is the spec key's signature over that request.
-        static func isSpecSignature(_ signed: SignedRequest, uri: String, destination: String = "example.org", method: String = "GET") -> Bool {
+        static func isSpecSignature(_ signed: SignedRequest, uri: String, destination: String = "example.org", method: String = "GET")
+            -> Bool
+        {
             signed.keyID.description == "ed25519:1"
-                && publicKey.verify(signature: signed.signature.bytes, message: requestJSON(destination: destination, method: method, uri: uri))
+                && publicKey.verify(
+                    signature: signed.signature.bytes, message: requestJSON(destination: destination, method: method, uri: uri))
         }
     }
 
@@ -155,7 +160,9 @@ extension DaemonEndToEnd {
     }
 
     /// Runs a command to completion like `run`, and also gives its process ID (to find it in logs).
-    static func runReportingPID(_ executable: String, _ arguments: [String], input: String? = nil, timeout: Double = 20) throws -> (result: ProcessResult, pid: Int32) {
+    static func runReportingPID(_ executable: String, _ arguments: [String], input: String? = nil, timeout: Double = 20) throws -> (
+        result: ProcessResult, pid: Int32
+    ) {
         let result = try run(executable, arguments, input: input, timeout: timeout)
         return (result, result.pid)
     }
