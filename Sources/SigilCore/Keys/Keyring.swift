@@ -67,6 +67,8 @@ public final class Keyring: Sendable {
     /// Sorted by name (byte order), so lists can be paged with a name as the cursor.
     public let servers: [ServerKeys]
     private let index: [String: Int]
+    /// The same, by the bytes of a name (the request path's lookup).
+    private let nameTable: ServerNameTable
     /// Whether the secret keys are locked into RAM.
     public let isLocked: Bool
     /// Guarded memory the secret keys take.
@@ -171,6 +173,7 @@ public final class Keyring: Sendable {
         index.reserveCapacity(servers.count)
         for (position, server) in servers.enumerated() { index[server.serverName] = position }
         self.index = index
+        nameTable = ServerNameTable(servers.map(\.serverName))
     }
 
     public convenience init(sources: [Source], lockPolicy: MemoryLockPolicy) throws(KeyringError) {
@@ -231,7 +234,7 @@ public final class Keyring: Sendable {
             }
             return nil
         }
-        return index[String(decoding: bytes, as: UTF8.self)]
+        return servers.withUnsafeBufferPointer { servers in nameTable.index(of: bytes) { servers[$0].serverName } }
     }
 
     public var serverNames: [String] { servers.map(\.serverName) }

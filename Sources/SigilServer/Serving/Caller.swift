@@ -21,6 +21,9 @@ struct Caller: Sendable {
     private(set) var generation: UInt64 = .max
     /// The rules matching this caller, in configuration order.
     private(set) var rules: [AccessRule] = []
+    /// Their positions in the listener's rule list: callers with the same ones see the same
+    /// servers (ServerVisibility).
+    private(set) var ruleIndices: [Int] = []
     /// A set of operations as a bit mask (bit n: opcode n).
     struct Operations: Sendable, Equatable {
         var mask: UInt64 = 0
@@ -60,7 +63,9 @@ struct Caller: Sendable {
     mutating func refresh(_ state: ServingState) {
         guard state.generation != generation else { return }
         generation = state.generation
-        rules = state.rules(forListener: listener.name).filter { $0.matches(credentials) }
+        let listenerRules = state.rules(forListener: listener.name)
+        ruleIndices = listenerRules.indices.filter { listenerRules[$0].matches(credentials) }
+        rules = ruleIndices.map { listenerRules[$0] }
         rateLimit = state.rateLimit(forListener: listener.name)
         operations = Operations()
         for op in AccessRule.alwaysAllowed { operations.insert(op) }
@@ -87,11 +92,6 @@ struct Caller: Sendable {
     /// What HELLO reports.
     func grantedOperations() -> [Opcode] {
         Opcode.allCases.filter { allows($0) }
-    }
-
-    /// Whether HELLO lists `name`: some rule grants an operation beyond HELLO for it.
-    func mayUse(server name: String) -> Bool {
-        rules.contains { !$0.operations.subtracting(AccessRule.alwaysAllowed).isEmpty && $0.allowsServer(name) }
     }
 
     var identity: String { "uid \(credentials.uid) gid \(credentials.gid) pid \(credentials.pid) on listener \(listener.name)" }

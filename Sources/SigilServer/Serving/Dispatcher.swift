@@ -248,13 +248,13 @@ struct Dispatcher {
             maxFrameLength: limits.maxFrameLength, maxBatchItems: UInt16(clamping: limits.maxBatchItems),
             maxInFlight: UInt32(clamping: limits.maxInFlight), operations: caller.grantedOperations(), servers: [],
             daemonVersion: context.daemonVersion)
-        let listing = state.serverList(after: page?.cursor ?? "", limit: page == nil ? Int.max : ServerPaging.pageSize, budget: budget) {
-            caller.mayUse(server: $0)
-        }
+        let visible = state.visibility(listener: caller.listener.name, rules: caller.ruleIndices, purpose: .hello)
+        let listing = state.serverList(
+            after: page?.cursor ?? "", limit: page == nil ? Int.max : ServerPaging.pageSize, budget: budget, visible: visible)
         info.servers = listing.names
         if page != nil {
             info.page = HelloInfo.Page(
-                serverTotal: UInt32(clamping: state.serverCount { caller.mayUse(server: $0) }), nextCursor: listing.nextCursor)
+                serverTotal: UInt32(clamping: visible.count(of: state.keyring.servers.count)), nextCursor: listing.nextCursor)
         }
         return info
     }
@@ -266,7 +266,10 @@ struct Dispatcher {
         var used = 0
         var last: String?
         var more = false
-        for server in state.servers(after: cursor ?? "") where caller.allows(.listKeys, server: server.serverName) {
+        let visible = state.visibility(listener: caller.listener.name, rules: caller.ruleIndices, purpose: .listKeys)
+        let servers = state.keyring.servers
+        for position in visible.positions(from: state.keyring.firstIndex(after: cursor ?? ""), total: servers.count) {
+            let server = servers[position]
             let entry = KeyListing.Server(
                 name: server.serverName,
                 keys: server.activeKeys.enumerated().map { index, key in

@@ -79,6 +79,8 @@ public final class ServingState: Sendable {
     let directoryServers: Set<String>
     /// The directory each of those came from.
     let directoryOrigins: [String: String]
+    /// Which servers each kind of caller sees in HELLO and LIST_KEYS (computed on first use).
+    let visibilityCache = ServerVisibilityCache()
 
     init(
         generation: UInt64, keyring: Keyring, configuration: Configuration, warnings: [LoadWarning], directoryServers: Set<String>,
@@ -127,29 +129,31 @@ public final class ServingState: Sendable {
 
     // MARK: Paging
 
-    /// The servers after `cursor` (in name order).
-    func servers(after cursor: String) -> ArraySlice<ServerKeys> {
-        keyring.servers[keyring.firstIndex(after: cursor)...]
+    /// The servers a caller whose matching rules are `rules` (positions in the listener's list)
+    /// sees, for `purpose`.
+    func visibility(listener: String, rules: [Int], purpose: ServerVisibility.Purpose) -> ServerVisibility {
+        visibilityCache.visibility(.init(listener: listener, rules: rules, purpose: purpose)) {
+            let all = self.rules(forListener: listener)
+            return ServerVisibility.compute(rules: rules.map { all[$0] }, purpose: purpose, keyring: keyring)
+        }
     }
 
-    /// Names after `cursor` that pass `filter`: at most `limit`, and at most `budget` bytes as
-    /// wire strings. `nextCursor` is "" when the list is complete.
-    func serverList(after cursor: String, limit: Int, budget: Int, filter: (String) -> Bool) -> (names: [String], nextCursor: String) {
+    /// Visible names after `cursor`: at most `limit`, and at most `budget` bytes as wire
+    /// strings. `nextCursor` is "" when the list is complete. Costs the page, not the keyring.
+    func serverList(after cursor: String, limit: Int, budget: Int, visible: ServerVisibility) -> (names: [String], nextCursor: String) {
         var names: [String] = []
         var used = 0
-        for server in servers(after: cursor) where filter(server.serverName) {
-            let size = 2 + server.serverName.utf8.count
+        let servers = keyring.servers
+        for position in visible.positions(from: keyring.firstIndex(after: cursor), total: servers.count) {
+            let name = servers[position].serverName
+            let size = 2 + name.utf8.count
             if names.count == limit || names.count == Int(UInt16.max) || used + size > budget {
                 return (names, names.last ?? "")
             }
-            names.append(server.serverName)
+            names.append(name)
             used += size
         }
         return (names, "")
-    }
-
-    func serverCount(_ filter: (String) -> Bool) -> Int {
-        keyring.servers.reduce(0) { $0 + (filter($1.serverName) ? 1 : 0) }
     }
 
     // MARK: Loading

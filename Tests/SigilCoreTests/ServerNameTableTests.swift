@@ -1,0 +1,53 @@
+import Testing
+
+@testable import SigilCore
+
+@Suite("the keyring's name table: lookups by the bytes of a request")
+struct ServerNameTableTests {
+    static func lookup(_ table: ServerNameTable, _ names: [String], _ name: String) -> Int? {
+        Array(name.utf8).withUnsafeBytes { bytes in table.index(of: bytes) { names[$0] } }
+    }
+
+    @Test("20,000 names: each found at its index; near misses (a byte more, less or changed) are not")
+    func manyNames() {
+        // Lengths across the 8-byte words the hash reads, and names that share long prefixes.
+        let names = (0..<20_000).map { n in
+            n % 3 == 0 ? "s\(n).example.org" : n % 3 == 1 ? "h\(n).x" : "matrix-\(n).a.very.long.example.com"
+        }
+        let table = ServerNameTable(names)
+        for (index, name) in names.enumerated() {
+            #expect(Self.lookup(table, names, name) == index, "\(name)")
+            if index % 97 == 0 {
+                #expect(Self.lookup(table, names, name + "x") == nil)
+                #expect(Self.lookup(table, names, String(name.dropLast())) == nil || names.contains(String(name.dropLast())))
+                #expect(Self.lookup(table, names, "Z" + name.dropFirst()) == nil)
+            }
+        }
+        #expect(Self.lookup(table, names, "") == nil)
+        #expect(Self.lookup(table, names, "unknown.example.org") == nil)
+    }
+
+    @Test("no names, one name, names of every length from 1 to 40 bytes")
+    func smallTables() {
+        #expect(Self.lookup(ServerNameTable([]), [], "a") == nil)
+        #expect(Self.lookup(ServerNameTable(["a"]), ["a"], "a") == 0)
+        let names = (1...40).map { String(repeating: "a", count: $0) }
+        let table = ServerNameTable(names)
+        for (index, name) in names.enumerated() { #expect(Self.lookup(table, names, name) == index) }
+        #expect(Self.lookup(table, names, String(repeating: "a", count: 41)) == nil)
+    }
+
+    @Test("the keyring answers serverIndex(forName:) through it, past four servers")
+    func keyringUsesIt() throws {
+        let sources = try (0..<6).map { n in
+            Keyring.Source(
+                serverName: "s\(n).org", files: [try KeyFile(fixture: "ed25519 \(n) \(TestKeys.specSeedBase64)", path: "<fixture>")])
+        }
+        let keyring = try Keyring(sources: sources, lockPolicy: .warn)
+        for n in 0..<6 {
+            let index = Array("s\(n).org".utf8).withUnsafeBytes { keyring.serverIndex(forName: $0) }
+            #expect(index.map { keyring.servers[$0].serverName } == "s\(n).org")
+        }
+        #expect(Array("s6.org".utf8).withUnsafeBytes { keyring.serverIndex(forName: $0) } == nil)
+    }
+}
