@@ -167,5 +167,44 @@ extension DaemonEndToEnd {
                 check.stdout.contains("key directory \(directory.file("keys")) (*.key): 49 server(s) loaded, 2 skipped"), "\(check.output)")
             #expect(check.stdout.contains("49 server(s)"), "\(check.output)")
         }
+
+        @Test("--check-config: when every key file fails it names each reason; a uri prefix without a trailing '/' is warned about")
+        func checkConfigExplains() throws {
+            let directory = TemporaryDirectory()
+            let keys = directory.file("keys")
+            mkdir(keys, 0o700)
+            directory.write("keys/a.example.key", "ed25519 k not-base64\n")
+            directory.write("keys/b.example.key", "ed25519 k YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1\n", mode: 0o644)
+            let config = directory.write(
+                "sigild.yaml",
+                """
+                listen:
+                  - name: main
+                    path: \(directory.file("s.sock"))
+                key_directories:
+                  - path: \(keys)
+                """)
+            let failed = try run(Binaries.path("sigild"), ["--check-config", config])
+            #expect(failed.status != 0)
+            #expect(failed.output.contains("every key file failed to load: server a.example"), "\(failed.output)")
+            #expect(failed.output.contains("server b.example"), "\(failed.output)")
+            chmod(directory.file("keys/b.example.key"), 0o600)
+            let open = directory.write(
+                "open.yaml",
+                """
+                listen:
+                  - name: main
+                    path: \(directory.file("s.sock"))
+                key_directories:
+                  - path: \(keys)
+                access:
+                  - uid: 0
+                    operations: [sign_request]
+                    uri_prefixes: [/_matrix/federation/v1/media]
+                """)
+            let warned = try run(Binaries.path("sigild"), ["--check-config", open])
+            #expect(warned.status == 0, "\(warned.output)")
+            #expect(warned.output.contains("uri_prefixes entry /_matrix/federation/v1/media does not end in '/'"), "\(warned.output)")
+        }
     }
 }

@@ -97,16 +97,27 @@ final class RefusalLog: Sendable {
             }
             return (state.suppressed, state.suppressedUIDsDropped)
         }
-        for (uid, entry) in suppressed.sorted(by: { $0.key < $1.key }) {
+        // The uids refused most get a line each; the rest share one, so a caller with a range of
+        // uids (a rootless container's subuids) cannot multiply the summaries either.
+        let ranked = suppressed.sorted { $0.value.count != $1.value.count ? $0.value.count > $1.value.count : $0.key < $1.key }
+        for (uid, entry) in ranked.prefix(RefusalLog.summarisedUIDs) {
             let detail = entry.kinds.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
             logger.warning(
                 "refused \(entry.count) more time(s) for uid \(uid) in the last \(budget.window / 1000) s, not logged one by one: \(detail)"
             )
         }
-        if dropped > 0 {
-            logger.warning("refused \(dropped) more time(s) for further uids in the last \(budget.window / 1000) s")
+        let rest = ranked.dropFirst(RefusalLog.summarisedUIDs)
+        let restCount = rest.reduce(dropped) { $0 + $1.value.count }
+        if restCount > 0 {
+            let uids = rest.count + (dropped > 0 ? 1 : 0)
+            logger.warning(
+                "refused \(restCount) more time(s) for \(uids)\(dropped > 0 ? " or more" : "") further uid(s) in the last \(budget.window / 1000) s"
+            )
         }
     }
+
+    /// Uids that get a summary line of their own at the end of a window.
+    static let summarisedUIDs = 10
 
     /// STATS: refusals per listener, per uid (at most `tableSize` uids, the rest as "other").
     func table() -> [(uids: [UInt32: UInt64], other: UInt64)] {

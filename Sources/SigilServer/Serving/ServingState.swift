@@ -34,6 +34,8 @@ public enum LoadWarning: Sendable, Equatable, CustomStringConvertible {
     case unknownServerInRule(String)
     /// A reloaded setting that the running daemon cannot apply (sockets, loops, log level).
     case needsRestart(String)
+    /// A `uri_prefixes` entry that does not end in `/`, so it matches more than its segment.
+    case openURIPrefix(String)
 
     public var description: String {
         switch self {
@@ -53,6 +55,9 @@ public enum LoadWarning: Sendable, Equatable, CustomStringConvertible {
             return "an access rule names server \(name), which has no keys (yet)"
         case .needsRestart(let what):
             return "\(what) takes effect after a restart"
+        case .openURIPrefix(let prefix):
+            return "uri_prefixes entry \(prefix) does not end in '/': uris are matched by prefix, so it also allows \(prefix)X… "
+                + "and \(prefix)_other/…; end it with '/' to allow only what is below it"
         }
     }
 }
@@ -254,7 +259,15 @@ public final class ServingState: Sendable {
             }
         }
         guard builder.serverCount > 0 else {
-            throw LoadError("no server has keys: every key file failed to load", location: "no server has keys")
+            // Say why: otherwise the reasons are only in warnings that are never shown.
+            let reasons = warnings.compactMap { warning -> String? in
+                if case .serverSkipped = warning { return warning.description } else { return nil }
+            }
+            let shown = reasons.prefix(5).joined(separator: "; ")
+            let more = reasons.count > 5 ? "; and \(reasons.count - 5) more" : ""
+            throw LoadError(
+                "no server has keys: every key file failed to load" + (reasons.isEmpty ? "" : ": \(shown)\(more)"),
+                location: "no server has keys")
         }
         let keyring = builder.finish()
         if !keyring.isLocked {
@@ -263,6 +276,9 @@ public final class ServingState: Sendable {
         for rule in configuration.access + configuration.listeners.flatMap({ $0.access ?? [] }) {
             for name in rule.servers?.exactNames.sorted() ?? [] where keyring.server(name) == nil {
                 if !warnings.contains(.unknownServerInRule(name)) { warnings.append(.unknownServerInRule(name)) }
+            }
+            for prefix in rule.uriPrefixes ?? [] where !prefix.hasSuffix("/") && !warnings.contains(.openURIPrefix(prefix)) {
+                warnings.append(.openURIPrefix(prefix))
             }
         }
         return ServingState(
