@@ -65,6 +65,18 @@ public struct FileStatus: Sendable {
     public var permissions: UInt32 { mode & 0o7777 }
     public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
     public var isSticky: Bool { mode & UInt32(S_ISVTX) != 0 }
+    /// What kind of file it is, for messages ("a FIFO").
+    public var kind: String {
+        switch mode & UInt32(S_IFMT) {
+        case UInt32(S_IFREG): return "a regular file"
+        case UInt32(S_IFDIR): return "a directory"
+        case UInt32(S_IFIFO): return "a FIFO"
+        case UInt32(S_IFSOCK): return "a socket"
+        case UInt32(S_IFLNK): return "a symbolic link"
+        case UInt32(S_IFCHR), UInt32(S_IFBLK): return "a device"
+        default: return "not a regular file"
+        }
+    }
 }
 
 /// Credentials of the process at the other end of a Unix socket.
@@ -511,6 +523,43 @@ public enum Posix {
             throw PosixError(
                 "\(path): writable by group \(status.group) (mode \(String(status.permissions, radix: 8))); chmod g-w it", errno: EPERM)
         }
+    }
+
+    /// Refuses a directory in which another user could replace a file sigild writes: one that is
+    /// not a directory, is owned by someone other than root or us, or is writable by others
+    /// without the sticky bit (with it, others cannot rename or remove our file).
+    public static func checkTrustedDirectory(_ status: FileStatus, _ path: String) throws(PosixError) {
+        guard status.isDirectory else { throw PosixError("\(path): \(status.kind), not a directory", errno: ENOTDIR) }
+        guard status.owner == 0 || status.owner == effectiveUID else {
+            throw PosixError("\(path): owned by uid \(status.owner), not by root or by sigild's user (uid \(effectiveUID))", errno: EPERM)
+        }
+        let writableByOthers =
+            status.permissions & 0o002 != 0 || (status.permissions & 0o020 != 0 && status.group != 0 && status.group != effectiveGID)
+        if writableByOthers && !status.isSticky {
+            throw PosixError(
+                "\(path): writable by other users without the sticky bit (mode \(String(status.permissions, radix: 8))), so they could replace what sigild writes there; use a directory only sigild's user can write",
+                errno: EPERM)
+        }
+    }
+
+    /// Opens `name` in the directory `directory` refers to (no path walk another user could race).
+    @inline(never)
+    public static func openAt(_ directory: Int32, _ name: String, flags: Int32, mode: UInt32 = 0, describing path: String)
+        throws(PosixError)
+        -> Int32
+    {
+        try retrying("open(\(path))") { Glibc.openat(directory, name, flags | O_CLOEXEC, mode_t(mode)) }
+    }
+
+    /// The status of `name` in a directory, not following a symlink; nil if there is none.
+    @inline(never)
+    public static func statAt(_ directory: Int32, _ name: String, describing path: String) throws(PosixError) -> FileStatus? {
+        var st = Glibc.stat()
+        if fstatat(directory, name, &st, AT_SYMLINK_NOFOLLOW) != 0 {
+            if errno == ENOENT { return nil }
+            throw PosixError("stat(\(path))", errno: errno)
+        }
+        return FileStatus(size: Int(st.st_size), mode: st.st_mode, owner: st.st_uid, group: st.st_gid)
     }
 
     /// The status of a path, following symlinks.

@@ -163,7 +163,7 @@ extension DaemonEndToEnd {
                 waitForReady: false)
             defer { daemon.stop() }
             #expect(daemon.waitForExit(timeout: 10) == 1)
-            #expect(daemon.log.contains("audit: open(/nonexistent-directory/audit.jsonl)"), "\(daemon.log)")
+            #expect(daemon.log.contains("audit: open(/nonexistent-directory): No such file or directory"), "\(daemon.log)")
         }
     }
 }

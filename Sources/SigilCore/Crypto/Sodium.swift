@@ -41,4 +41,24 @@ public enum SHA256 {
         }
         return String(decoding: text, as: UTF8.self)
     }
+
+    /// Appends the 32-byte digest of `bytes` to `out` (the audit trail keeps it raw and spells
+    /// it in hex only when it writes).
+    public static func appendDigest(of bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: 32))
+        _ = out.withUnsafeMutableBytes { buffer in CSodiumShims_sha256(buffer.baseAddress! + start, bytes.baseAddress, bytes.count) }
+    }
+
+    /// A raw digest in lowercase hex.
+    public static func hex<D: Collection<UInt8>>(digest: D) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(digest.count * 2)
+        for byte in digest {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
 }

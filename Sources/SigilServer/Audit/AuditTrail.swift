@@ -3,17 +3,17 @@ import SigilCore
 import SigilPosix
 import Synchronization
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// The record of what was signed: one record per signature made, and one per signing request the
 /// access rules refused (docs/operations.md, "Audit trail"). Off unless configured.
 ///
-/// Signing never waits for it. A loop appends a compact binary record to its own bounded queue
-/// under an uncontended lock; a writer thread takes the queues every 50 ms, formats the records
-/// and writes them (JSON lines to a file, or journal entries). A full queue drops the new record
-/// and counts it; STATS reports records written and dropped.
+/// Signing never waits for it. A loop appends a compact binary record to its own queue under an
+/// uncontended lock; a writer thread takes the queues every 50 ms, formats the records and writes
+/// them (JSON lines to a file in chunks of at most 64 KiB, or journal entries). What waits is
+/// bounded in records and in bytes (including what the writer holds), and each record is bounded:
+/// a uri past 2 KiB is cut (with the whole one's length and SHA-256), a digest is taken when the
+/// record is queued. Past a bound the new record is dropped and counted. Refusals go through a
+/// per-uid budget (`AuditDenials`) and may use only half of a queue, so they cannot crowd out
+/// signatures.
 public final class AuditTrail: Sendable {
     enum Outcome: UInt8 {
         case ok = 0
@@ -22,14 +22,35 @@ public final class AuditTrail: Sendable {
         var name: String { self == .ok ? "ok" : "denied" }
     }
 
+    /// The longest uri a record keeps.
+    static let maxURIBytes = 2048
+    /// The longest server name a record keeps (a refused SIGN_JSON or SIGN_RAW may name anything).
+    static let maxServerBytes = 300
+    /// More than any one record takes: the fixed fields, a cut server and uri, a key ID (at most
+    /// 255 bytes), a method (32), a destination (261), a length and a digest.
+    static let maxRecordBytes = 4096
+    /// Formatted lines are written when this much is buffered.
+    static let chunkBytes = 64 << 10
+
+    private enum Flag {
+        static let request: UInt8 = 1
+        static let serverCut: UInt8 = 2
+        static let uriCut: UInt8 = 4
+        static let uriDigest: UInt8 = 8
+    }
+
     private struct Queue {
         var bytes: [UInt8] = []
         var records = 0
+        /// What the writer took from this queue and has not finished writing.
+        var writingBytes = 0
+        var writingRecords = 0
     }
 
     struct Figures {
         var written: UInt64 = 0
         var dropped: UInt64 = 0
+        var deniedUnrecorded: UInt64 = 0
     }
 
     let configuration: Configuration.Audit
@@ -39,6 +60,8 @@ public final class AuditTrail: Sendable {
 
     private let queues: [LockedQueue]
     private let perQueue: Int
+    private let perQueueBytes: Int
+    private let denials: AuditDenials
     private let listenerNames: [String]
     private let counts = Locked(Figures())
     private let reopenRequested = Atomic<Bool>(false)
@@ -51,6 +74,8 @@ public final class AuditTrail: Sendable {
         self.configuration = configuration
         queues = (0..<max(loops, 1)).map { _ in LockedQueue() }
         perQueue = max(configuration.queue / max(loops, 1), 1)
+        perQueueBytes = max(configuration.queueBytes / max(loops, 1), Self.maxRecordBytes * 2)
+        denials = AuditDenials(now: Posix.monotonicNanoseconds() / 1_000_000)
         self.listenerNames = listenerNames
         self.logger = logger
         let sink: AuditSink
@@ -63,12 +88,17 @@ public final class AuditTrail: Sendable {
         do {
             thread = try PosixThread(name: "sigild-audit") { [self] in self.run(sink) }
         } catch {
+            sink.close()
             throw LoadError("audit: cannot start the writer thread: \(error)")
         }
         writer.withLock { $0 = thread }
     }
 
-    var figures: Figures { counts.withLock { $0 } }
+    var figures: Figures {
+        var figures = counts.withLock { $0 }
+        figures.deniedUnrecorded = denials.unrecordedTotal
+        return figures
+    }
 
     /// Asks the writer to reopen the file (after logrotate moved it), on SIGHUP.
     func reopen() { reopenRequested.store(true, ordering: .releasing) }
@@ -85,40 +115,81 @@ public final class AuditTrail: Sendable {
 
     /// Queues one record. `request`: SIGN_REQUEST's fields (nil for SIGN_JSON and SIGN_RAW).
     func record(loop: Int, op: Opcode, caller: Caller, server: String, keyID: String, request: SignRequestFields?, outcome: Outcome = .ok) {
+        let uid = caller.credentials.uid
+        if outcome == .denied && !denials.admit(uid: uid) { return }
+        // Digests are taken here, outside the lock, so the queue never holds a long uri.
+        var digest: [UInt8] = []
+        if let request, configuration.uri == .digest || request.uri.count > Self.maxURIBytes {
+            SHA256.appendDigest(of: request.uri, to: &digest)
+        }
+        // Refusals may fill only half a queue: the other half is kept for signatures.
+        let share = outcome == .denied ? 2 : 1
         let queue = queues[loop % queues.count]
         let accepted = queue.mutex.withLock { queue -> Bool in
-            guard queue.records < perQueue else { return false }
+            guard (queue.records + queue.writingRecords) * share < perQueue,
+                (queue.bytes.count + queue.writingBytes + Self.maxRecordBytes) * share <= perQueueBytes
+            else { return false }
             var w = WireWriter(capacity: 0)
             swap(&w.bytes, &queue.bytes)
+            defer { swap(&w.bytes, &queue.bytes) }
             w.u64(UInt64(bitPattern: Posix.wallClockMilliseconds()))
             w.u8(op.rawValue)
             w.u8(outcome.rawValue)
             w.u16(UInt16(clamping: caller.listener.index))
-            w.u32(caller.credentials.uid)
+            w.u32(uid)
             w.u32(caller.credentials.gid)
             w.u32(UInt32(bitPattern: caller.credentials.pid))
-            w.string(server)
+            var flags: UInt8 = 0
+            let serverBytes = Self.cut(server, at: Self.maxServerBytes)
+            if serverBytes != nil { flags |= Flag.serverCut }
+            if let request {
+                flags |= Flag.request
+                if configuration.uri == .digest {
+                    flags |= Flag.uriDigest
+                } else if request.uri.count > Self.maxURIBytes {
+                    flags |= Flag.uriCut
+                }
+            }
+            w.u8(flags)
+            if let serverBytes { serverBytes.withUnsafeBytes { w.string($0) } } else { w.string(server) }
             w.string(keyID)
             if let request {
-                w.u8(1)
                 w.string(request.method)
                 w.string(request.destination)
-                w.string(request.uri)
-            } else {
-                w.u8(0)
+                if flags & Flag.uriDigest != 0 {
+                    w.bytes.append(contentsOf: digest)
+                } else if flags & Flag.uriCut != 0 {
+                    w.string(UnsafeRawBufferPointer(rebasing: request.uri[..<Self.maxURIBytes]))
+                    w.u32(UInt32(request.uri.count))
+                    w.bytes.append(contentsOf: digest)
+                } else {
+                    w.string(request.uri)
+                }
             }
-            swap(&w.bytes, &queue.bytes)
             queue.records += 1
             return true
         }
-        if !accepted { counts.withLock { $0.dropped &+= 1 } }
+        if !accepted {
+            if outcome == .denied { denials.countUnrecorded(uid: uid) } else { counts.withLock { $0.dropped &+= 1 } }
+        }
+    }
+
+    /// The first `limit` bytes of `text`, ending on a whole character, if it is longer.
+    private static func cut(_ text: String, at limit: Int) -> [UInt8]? {
+        let utf8 = text.utf8
+        guard utf8.count > limit else { return nil }
+        var bytes = Array(utf8.prefix(limit))
+        while let last = bytes.last, last & 0xC0 == 0x80 { bytes.removeLast() }
+        if let last = bytes.last, last >= 0xC0 { bytes.removeLast() }
+        return bytes
     }
 
     // MARK: The writer thread
 
     private func run(_ initial: AuditSink) {
         var sink = initial
-        var batch: [UInt8] = []
+        var chunk: [UInt8] = []
+        chunk.reserveCapacity(Self.chunkBytes + Self.maxRecordBytes * 2)
         while true {
             let stopping = stopRequested.load(ordering: .acquiring)
             if reopenRequested.exchange(false, ordering: .acquiring) {
@@ -131,35 +202,36 @@ public final class AuditTrail: Sendable {
                     logger.error("audit: cannot reopen \(configuration.destination): \(error); still writing to the old file")
                 }
             }
-            var written: UInt64 = 0
-            var failed: UInt64 = 0
             for queue in queues {
                 let (bytes, count) = queue.mutex.withLock { queue -> ([UInt8], Int) in
                     defer {
+                        queue.writingBytes = queue.bytes.count
+                        queue.writingRecords = queue.records
                         queue.bytes = []
                         queue.records = 0
                     }
                     return (queue.bytes, queue.records)
                 }
                 guard count > 0 else { continue }
-                batch.removeAll(keepingCapacity: true)
-                let records = decode(bytes)
-                for record in records {
-                    switch sink.kind {
-                    case .file: record.appendJSONLine(to: &batch, uriForm: configuration.uri)
-                    case .journal:
-                        if sink.sendJournalEntry(record.journalEntry(uriForm: configuration.uri)) { written &+= 1 } else { failed &+= 1 }
-                    }
+                var output = Output(sink: sink, chunk: chunk)
+                decode(bytes) { record in
+                    output.add(
+                        json: { record.appendJSONLine(to: &$0) }, journal: { record.journalEntry() })
                 }
-                if case .file = sink.kind {
-                    if sink.write(batch) { written &+= UInt64(records.count) } else { failed &+= UInt64(records.count) }
+                output.flush()
+                chunk = output.chunk
+                counts.withLock {
+                    $0.written &+= output.written
+                    $0.dropped &+= output.failed
+                }
+                queue.mutex.withLock { queue in
+                    queue.writingBytes = 0
+                    queue.writingRecords = 0
                 }
             }
-            if written > 0 || failed > 0 {
-                counts.withLock {
-                    $0.written &+= written
-                    $0.dropped &+= failed
-                }
+            let now = Posix.monotonicNanoseconds() / 1_000_000
+            if let ended = denials.endWindow(now: now, force: stopping), !ended.isEmpty {
+                writeSummaries(ended, sink: sink, chunk: &chunk)
             }
             if stopping { break }
             Posix.sleep(milliseconds: 50)
@@ -167,158 +239,95 @@ public final class AuditTrail: Sendable {
         sink.close()
     }
 
-    private func decode(_ bytes: [UInt8]) -> [AuditRecord] {
-        var records: [AuditRecord] = []
+    private func writeSummaries(_ ended: AuditDenials.Unrecorded, sink: AuditSink, chunk: inout [UInt8]) {
+        let time = Posix.wallClockMilliseconds()
+        var summaries = ended.perUID.sorted { $0.key < $1.key }.map {
+            AuditSummary(unixMilliseconds: time, uid: $0.key, count: $0.value, windowMilliseconds: denials.budget.window)
+        }
+        if ended.otherUIDs > 0 {
+            summaries.append(
+                AuditSummary(unixMilliseconds: time, uid: nil, count: ended.otherUIDs, windowMilliseconds: denials.budget.window))
+        }
+        var output = Output(sink: sink, chunk: chunk)
+        for summary in summaries { output.add(json: { summary.appendJSONLine(to: &$0) }, journal: { summary.journalEntry() }) }
+        output.flush()
+        chunk = output.chunk
+        counts.withLock {
+            $0.written &+= output.written
+            $0.dropped &+= output.failed
+        }
+    }
+
+    /// Formats records into a bounded chunk and writes it whenever it is full.
+    private struct Output {
+        let sink: AuditSink
+        var chunk: [UInt8]
+        var inChunk: UInt64 = 0
+        var written: UInt64 = 0
+        var failed: UInt64 = 0
+
+        init(sink: AuditSink, chunk: [UInt8]) {
+            self.sink = sink
+            self.chunk = chunk
+            self.chunk.removeAll(keepingCapacity: true)
+        }
+
+        mutating func add(json: (inout [UInt8]) -> Void, journal: () -> [UInt8]) {
+            switch sink.kind {
+            case .file:
+                json(&chunk)
+                inChunk &+= 1
+                if chunk.count >= AuditTrail.chunkBytes { flush() }
+            case .journal:
+                if sink.sendJournalEntry(journal()) { written &+= 1 } else { failed &+= 1 }
+            }
+        }
+
+        mutating func flush() {
+            guard inChunk > 0 else { return }
+            if sink.write(chunk) { written &+= inChunk } else { failed &+= inChunk }
+            chunk.removeAll(keepingCapacity: true)
+            inChunk = 0
+        }
+    }
+
+    private func decode(_ bytes: [UInt8], _ body: (AuditRecord) -> Void) {
         bytes.withUnsafeBytes { raw in
             var r = WireReader(raw)
             while r.remaining > 0 {
                 guard let time = try? r.u64("time"), let op = try? r.u8("op"), let outcome = try? r.u8("outcome"),
                     let listener = try? r.u16("listener"), let uid = try? r.u32("uid"), let gid = try? r.u32("gid"),
-                    let pid = try? r.u32("pid"), let server = try? r.rawStringBytes("server"), let keyID = try? r.rawStringBytes("key_id"),
-                    let hasRequest = try? r.u8("request")
+                    let pid = try? r.u32("pid"), let flags = try? r.u8("flags"), let server = try? r.rawStringBytes("server"),
+                    let keyID = try? r.rawStringBytes("key_id")
                 else { return }
                 var method: [UInt8]?
                 var destination: [UInt8]?
-                var uri: [UInt8]?
-                if hasRequest == 1 {
-                    guard let m = try? r.rawStringBytes("method"), let d = try? r.rawStringBytes("destination"),
-                        let u = try? r.rawStringBytes("uri")
-                    else { return }
+                var uri: AuditRecord.URI?
+                if flags & Flag.request != 0 {
+                    guard let m = try? r.rawStringBytes("method"), let d = try? r.rawStringBytes("destination") else { return }
                     method = Array(m)
                     destination = Array(d)
-                    uri = Array(u)
+                    if flags & Flag.uriDigest != 0 {
+                        guard let digest = try? r.fixed(32, "uri_sha256") else { return }
+                        uri = .digest(Array(digest))
+                    } else if flags & Flag.uriCut != 0 {
+                        guard let u = try? r.rawStringBytes("uri"), let length = try? r.u32("uri_length"),
+                            let digest = try? r.fixed(32, "uri_sha256")
+                        else { return }
+                        uri = .cut(Array(u), length: Int(length), digest: Array(digest))
+                    } else {
+                        guard let u = try? r.rawStringBytes("uri") else { return }
+                        uri = .full(Array(u))
+                    }
                 }
-                records.append(
+                body(
                     AuditRecord(
                         unixMilliseconds: Int64(bitPattern: time), op: Opcode(rawValue: op)?.name ?? "unknown",
                         outcome: Outcome(rawValue: outcome)?.name ?? "unknown",
                         listener: Int(listener) < listenerNames.count ? listenerNames[Int(listener)] : "?", uid: uid, gid: gid,
-                        pid: Int32(bitPattern: pid), server: Array(server), keyID: Array(keyID), method: method, destination: destination,
-                        uri: uri))
+                        pid: Int32(bitPattern: pid), server: Array(server), serverCut: flags & Flag.serverCut != 0, keyID: Array(keyID),
+                        method: method, destination: destination, uri: uri))
             }
-        }
-        return records
-    }
-}
-
-/// One audit record, decoded by the writer.
-struct AuditRecord {
-    let unixMilliseconds: Int64
-    let op: String
-    let outcome: String
-    let listener: String
-    let uid: UInt32
-    let gid: UInt32
-    let pid: Int32
-    let server: [UInt8]
-    let keyID: [UInt8]
-    let method: [UInt8]?
-    let destination: [UInt8]?
-    let uri: [UInt8]?
-
-    /// `{"destination":…,"gid":…,…}`: canonical JSON (sorted keys), one line.
-    func appendJSONLine(to out: inout [UInt8], uriForm: Configuration.Audit.URIForm) {
-        var object = JSONObject()
-        object["time"] = .string(LineLogHandler.timestamp(milliseconds: unixMilliseconds))
-        object["ts"] = .integer(unixMilliseconds)
-        object["op"] = .string(op)
-        object["outcome"] = .string(outcome)
-        object["listener"] = .string(listener)
-        object["uid"] = .integer(Int64(uid))
-        object["gid"] = .integer(Int64(gid))
-        object["pid"] = .integer(Int64(pid))
-        object["server"] = .string(String(decoding: server, as: UTF8.self))
-        object["key_id"] = .string(String(decoding: keyID, as: UTF8.self))
-        if let method { object["method"] = .string(String(decoding: method, as: UTF8.self)) }
-        if let destination { object["destination"] = .string(String(decoding: destination, as: UTF8.self)) }
-        if let uri {
-            switch uriForm {
-            case .full: object["uri"] = .string(String(decoding: uri, as: UTF8.self))
-            case .digest: object["uri_sha256"] = .string(uri.withUnsafeBytes { SHA256.hex($0) })
-            }
-        }
-        out.append(contentsOf: JSONValue.object(object).canonicalBytes)
-        out.append(UInt8(ascii: "\n"))
-    }
-
-    /// Journal fields (native protocol: `NAME=value` lines; no value here holds a newline, since
-    /// every field is ASCII without control characters, checked before signing).
-    func journalEntry(uriForm: Configuration.Audit.URIForm) -> [UInt8] {
-        var line: [UInt8] = []
-        appendJSONLine(to: &line, uriForm: uriForm)
-        var fields: [(String, [UInt8])] = [
-            ("MESSAGE", Array(line.dropLast())), ("PRIORITY", Array("6".utf8)), ("SYSLOG_IDENTIFIER", Array("sigild-audit".utf8)),
-            ("SIGIL_AUDIT", Array("1".utf8)), ("SIGIL_OP", Array(op.utf8)), ("SIGIL_OUTCOME", Array(outcome.utf8)),
-            ("SIGIL_LISTENER", Array(listener.utf8)), ("SIGIL_UID", Array(String(uid).utf8)), ("SIGIL_GID", Array(String(gid).utf8)),
-            ("SIGIL_PID", Array(String(pid).utf8)), ("SIGIL_SERVER", server), ("SIGIL_KEY_ID", keyID),
-        ]
-        if let method { fields.append(("SIGIL_METHOD", method)) }
-        if let destination { fields.append(("SIGIL_DESTINATION", destination)) }
-        if let uri {
-            switch uriForm {
-            case .full: fields.append(("SIGIL_URI", uri))
-            case .digest: fields.append(("SIGIL_URI_SHA256", Array(uri.withUnsafeBytes { SHA256.hex($0) }.utf8)))
-            }
-        }
-        var out: [UInt8] = []
-        for (name, value) in fields {
-            out.append(contentsOf: name.utf8)
-            out.append(UInt8(ascii: "="))
-            out.append(contentsOf: value.map { $0 == 0x0A ? 0x20 : $0 })
-            out.append(0x0A)
-        }
-        return out
-    }
-}
-
-/// Where audit records go.
-struct AuditSink {
-    enum Kind {
-        case file(Int32)
-        /// The journal's socket path, and our datagram socket.
-        case journal(String, Int32)
-    }
-
-    let kind: Kind
-
-    init(_ destination: Configuration.Audit.Destination) throws(PosixError) {
-        switch destination {
-        case .file(let path):
-            // O_NOFOLLOW: a symlink planted at the path must not redirect records (or our writes).
-            let fd = try Posix.open(path, flags: O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY, mode: 0o640)
-            let status = try Posix.fstat(fd)
-            guard status.isRegularFile else {
-                Posix.close(fd)
-                throw PosixError("\(path): not a regular file", errno: EINVAL)
-            }
-            kind = .file(fd)
-        case .journal(let socket):
-            kind = .journal(socket, try Posix.socket(type: Int32(SOCK_DGRAM.rawValue)))
-        }
-    }
-
-    func write(_ bytes: [UInt8]) -> Bool {
-        guard case .file(let fd) = kind, !bytes.isEmpty else { return true }
-        return (try? bytes.withUnsafeBytes { try Posix.writeAll(fd, $0) }) != nil
-    }
-
-    func sendJournalEntry(_ entry: [UInt8]) -> Bool {
-        guard case .journal(let socket, let fd) = kind else { return false }
-        return (try? Posix.sendDatagram(entry, to: socket, through: fd)) != nil
-    }
-
-    func close() {
-        switch kind {
-        case .file(let fd), .journal(_, let fd): Posix.close(fd)
-        }
-    }
-}
-
-extension Configuration.Audit.Destination: CustomStringConvertible {
-    public var description: String {
-        switch self {
-        case .file(let path): return path
-        case .journal(let socket): return "the journal (\(socket))"
         }
     }
 }

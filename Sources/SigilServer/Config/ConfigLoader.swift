@@ -56,7 +56,7 @@ public enum ConfigLoader {
             "offload_batch_items", "idle_timeout", "frame_timeout", "drain_timeout", "max_pending_output", "write_timeout",
             "max_buffered", "max_buffered_per_uid", "max_json_depth",
         ],
-        "audit": ["file", "journal", "journal_socket", "uri", "queue"],
+        "audit": ["file", "journal", "journal_socket", "uri", "queue", "queue_bytes"],
     ]
 
     /// The deepest JSON the daemon can be configured to accept (`limits.max_json_depth`).
@@ -583,6 +583,7 @@ private struct Reader {
         var socket = Configuration.defaultJournalSocket
         var form = Configuration.Audit.URIForm.full
         var queue = 65536
+        var queueBytes = 16 << 20
         for (key, value) in try field.mapping(section: "audit") {
             switch key {
             case "file":
@@ -601,12 +602,13 @@ private struct Reader {
                 }
                 form = parsed
             case "queue": queue = Int(try value.integer(in: 16...16_777_216))
+            case "queue_bytes": queueBytes = Int(try value.byteSize(in: (1 << 20)...(1 << 30)))
             default: break
             }
         }
         switch (file, journal) {
-        case (let path?, false): return Configuration.Audit(destination: .file(path), uri: form, queue: queue)
-        case (nil, true): return Configuration.Audit(destination: .journal(socket: socket), uri: form, queue: queue)
+        case (let path?, false): return Configuration.Audit(destination: .file(path), uri: form, queue: queue, queueBytes: queueBytes)
+        case (nil, true): return Configuration.Audit(destination: .journal(socket: socket), uri: form, queue: queue, queueBytes: queueBytes)
         case (_?, true): throw field.error("give file or journal: true, not both")
         case (nil, false): throw field.error("give where records go: file: PATH, or journal: true")
         }

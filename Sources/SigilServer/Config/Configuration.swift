@@ -151,13 +151,17 @@ public struct Configuration: Sendable {
 
         public var destination: Destination
         public var uri: URIForm
-        /// Records waiting for the writer; past it, new records are dropped and counted.
+        /// Records waiting for the writer (or being written); past it, new records are dropped
+        /// and counted.
         public var queue: Int
+        /// The same bound in bytes, so records with long fields cannot hold more memory than this.
+        public var queueBytes: Int
 
-        public init(destination: Destination, uri: URIForm = .full, queue: Int = 65536) {
+        public init(destination: Destination, uri: URIForm = .full, queue: Int = 65536, queueBytes: Int = 16 << 20) {
             self.destination = destination
             self.uri = uri
             self.queue = queue
+            self.queueBytes = queueBytes
         }
     }
 

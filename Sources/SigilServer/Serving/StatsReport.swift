@@ -71,9 +71,12 @@ enum StatsReport {
         if let rss = ProcessFigures.residentBytes() { root["rss_bytes"] = .integer(Int64(rss)) }
         if let audit = context.audit {
             let figures = audit.figures
-            root["audit"] = ["enabled": .bool(true), "records": integer(figures.written), "dropped": integer(figures.dropped)]
+            root["audit"] = [
+                "enabled": .bool(true), "records": integer(figures.written), "dropped": integer(figures.dropped),
+                "denied_unrecorded": integer(figures.deniedUnrecorded),
+            ]
         } else {
-            root["audit"] = ["enabled": .bool(false), "records": .integer(0), "dropped": .integer(0)]
+            root["audit"] = ["enabled": .bool(false), "records": .integer(0), "dropped": .integer(0), "denied_unrecorded": .integer(0)]
         }
 
         let keys = state.keyring.servers.count <= keyListingServerLimit ? keyListing(state) : nil
