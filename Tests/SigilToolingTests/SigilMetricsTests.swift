@@ -70,6 +70,7 @@ struct SigilMetricsTests {
             "sigil_audit_enabled 1",
             "sigil_audit_records_total 1017",
             "sigil_audit_dropped_records_total 0",
+            "sigil_audit_denied_unrecorded_total 42",
             "sigil_stats_truncated 0",
             "# TYPE sigil_requests_total counter",
             "# TYPE sigil_key_info gauge",

@@ -52,7 +52,7 @@ enum StatsSamples {
               "stats": {"counts": [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,12], "sum": 14000000, "count": 12}
             }
           },
-          "audit": {"enabled": true, "records": 1017, "dropped": 0}
+          "audit": {"enabled": true, "records": 1017, "dropped": 0, "denied_unrecorded": 42}
         }
         """
 

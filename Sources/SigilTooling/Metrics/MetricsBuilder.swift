@@ -58,6 +58,10 @@ struct MetricsBuilder {
         counter(
             "sigil_audit_dropped_records", help: "Audit records lost (the trail could not keep up or could not be written).",
             reader.integer(audit, "dropped", at: "audit."))
+        counter(
+            "sigil_audit_denied_unrecorded",
+            help: "Refused signing requests past the audit trail's refusal budget: counted in summary records, not one by one.",
+            reader.integer(audit, "denied_unrecorded", at: "audit."))
 
         let truncated = reader.bool(root, "truncated", at: "") ?? false
         gauge(
