@@ -26,34 +26,71 @@ struct AuditRecord {
     let destination: [UInt8]?
     let uri: URI?
 
-    /// `{"destination":…,"gid":…,…}`: canonical JSON (sorted keys), one line.
+    /// `{"destination":…,"gid":…,…}`: canonical JSON (sorted keys), one line. Written in
+    /// place, the keys in their canonical (byte) order; `AuditRecordTests` checks it against
+    /// the canonicaliser.
     func appendJSONLine(to out: inout [UInt8]) {
-        var object = JSONObject()
-        object["time"] = .string(LineLogHandler.timestamp(milliseconds: unixMilliseconds))
-        object["ts"] = .integer(unixMilliseconds)
-        object["op"] = .string(op)
-        object["outcome"] = .string(outcome)
-        object["listener"] = .string(listener)
-        object["uid"] = .integer(Int64(uid))
-        object["gid"] = .integer(Int64(gid))
-        object["pid"] = .integer(Int64(pid))
-        object["server"] = .string(String(decoding: server, as: UTF8.self))
-        if serverCut { object["server_cut"] = .bool(true) }
-        object["key_id"] = .string(String(decoding: keyID, as: UTF8.self))
-        if let method { object["method"] = .string(String(decoding: method, as: UTF8.self)) }
-        if let destination { object["destination"] = .string(String(decoding: destination, as: UTF8.self)) }
+        func key(_ name: StaticString, first: Bool = false) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        }
+        let yes = Array("true".utf8)
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        if let destination {
+            key("destination", first: true)
+            CanonicalText.appendString(destination, to: &out)
+            first = false
+        }
+        key("gid", first: first)
+        CanonicalText.appendInteger(Int64(gid), to: &out)
+        key("key_id")
+        CanonicalText.appendString(keyID, to: &out)
+        key("listener")
+        CanonicalText.appendString(listener, to: &out)
+        if let method {
+            key("method")
+            CanonicalText.appendString(method, to: &out)
+        }
+        key("op")
+        CanonicalText.appendString(op, to: &out)
+        key("outcome")
+        CanonicalText.appendString(outcome, to: &out)
+        key("pid")
+        CanonicalText.appendInteger(Int64(pid), to: &out)
+        key("server")
+        CanonicalText.appendString(server, to: &out)
+        if serverCut {
+            key("server_cut")
+            out.append(contentsOf: yes)
+        }
+        key("time")
+        CanonicalText.appendString(LineLogHandler.timestamp(milliseconds: unixMilliseconds), to: &out)
+        key("ts")
+        CanonicalText.appendInteger(unixMilliseconds, to: &out)
+        key("uid")
+        CanonicalText.appendInteger(Int64(uid), to: &out)
         switch uri {
-        case .full(let bytes): object["uri"] = .string(String(decoding: bytes, as: UTF8.self))
+        case .full(let bytes):
+            key("uri")
+            CanonicalText.appendString(bytes, to: &out)
         case .cut(let bytes, let length, let digest):
-            object["uri"] = .string(String(decoding: bytes, as: UTF8.self))
-            object["uri_cut"] = .bool(true)
-            object["uri_length"] = .integer(Int64(length))
-            object["uri_sha256"] = .string(SHA256.hex(digest: digest))
-        case .digest(let digest): object["uri_sha256"] = .string(SHA256.hex(digest: digest))
+            key("uri")
+            CanonicalText.appendString(bytes, to: &out)
+            key("uri_cut")
+            out.append(contentsOf: yes)
+            key("uri_length")
+            CanonicalText.appendInteger(Int64(length), to: &out)
+            key("uri_sha256")
+            CanonicalText.appendString(SHA256.hex(digest: digest), to: &out)
+        case .digest(let digest):
+            key("uri_sha256")
+            CanonicalText.appendString(SHA256.hex(digest: digest), to: &out)
         case nil: break
         }
-        out.append(contentsOf: JSONValue.object(object).canonicalBytes)
-        out.append(UInt8(ascii: "\n"))
+        out.append(contentsOf: [UInt8(ascii: "}"), UInt8(ascii: "\n")])
     }
 
     /// Journal fields (native protocol: `NAME=value` lines; a newline in a value, possible only
