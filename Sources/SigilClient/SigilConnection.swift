@@ -245,7 +245,7 @@ private final class Core: Sendable {
     let maxResponseLength: UInt32
     let state = Locked(State())
     /// Held while writing a frame, and while closing the descriptor.
-    let writeLock = Locked(())
+    let writeLock = Lock()
     let nextID = Atomic<UInt32>(1)
 
     init(fd: Int32, maxResponseLength: UInt32) {
@@ -305,7 +305,7 @@ private final class Core: Sendable {
 
     /// Closes the descriptor once; only when the reader's loop has ended.
     private func closeDescriptor() {
-        writeLock.withLock { _ in
+        writeLock.withLock {
             state.withLock { state in
                 guard state.descriptorOpen else { return }
                 state.descriptorOpen = false
@@ -368,7 +368,7 @@ private final class Core: Sendable {
             completion(.failure(.connectionClosed(closed)))
             return nil
         }
-        let sent: Result<Void, PosixError>? = writeLock.withLock { _ in
+        let sent: Result<Void, PosixError>? = writeLock.withLock {
             guard state.withLock({ $0.descriptorOpen }) else { return nil }
             return writer.bytes.withUnsafeBytes { bytes in
                 Result { () throws(PosixError) in try Posix.sendAll(fd, bytes) }

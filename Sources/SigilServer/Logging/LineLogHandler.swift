@@ -9,7 +9,7 @@ public struct LineLogHandler: LogHandler {
     public var logLevel: Logger.Level
     private let label: String
     private let journal: Bool
-    private static let lock = Locked(())
+    private static let lock = Lock()
 
     public init(label: String, level: Logger.Level, journal: Bool = Posix.environment("JOURNAL_STREAM") != nil) {
         self.label = label
@@ -35,7 +35,7 @@ public struct LineLogHandler: LogHandler {
         } else {
             line = "\(LineLogHandler.timestamp()) \(event.level) \(label): \(message)\(suffix)"
         }
-        LineLogHandler.lock.withLock { _ in Posix.printError(line) }
+        LineLogHandler.lock.withLock { Posix.printError(line) }
     }
 
     static func priority(_ level: Logger.Level) -> Int {
