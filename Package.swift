@@ -112,5 +112,8 @@ for target in package.targets where target.type != .system {
     target.swiftSettings = (target.swiftSettings ?? []) + [
         .enableUpcomingFeature("ExistentialAny"),
         .enableUpcomingFeature("MemberImportVisibility"),
+        // Our own code builds without warnings; a new one fails the build (dependencies are not
+        // affected: SwiftPM applies these settings to this package's targets only).
+        .unsafeFlags(["-warnings-as-errors"]),
     ]
 }

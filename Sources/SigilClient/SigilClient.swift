@@ -1,5 +1,5 @@
 public import SigilCore
-import Synchronization
+import SigilPosix
 
 /// A typed client for sigild. Connects on first use and reconnects if the daemon closed an
 /// idle connection or restarted; requests that were in flight when a connection dropped fail
@@ -8,7 +8,7 @@ import Synchronization
 public final class SigilClient: Sendable {
     public let socketPath: String
     public let timeout: Double?
-    private let connection = Mutex<SigilConnection?>(nil)
+    private let connection = Locked<SigilConnection?>(nil)
 
     public init(socketPath: String, timeout: Double? = 30) {
         self.socketPath = socketPath

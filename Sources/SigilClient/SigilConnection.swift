@@ -97,7 +97,7 @@ public final class SigilConnection: Sendable {
 
     private func sendFrame(_ requests: [Request], batch: Bool, timeout: Double?) throws(SigilClientError) -> [Result<Response, WireFailure>] {
         let semaphore = DispatchSemaphore(value: 0)
-        let box = Mutex<Result<[Result<Response, WireFailure>], SigilClientError>?>(nil)
+        let box = Locked<Result<[Result<Response, WireFailure>], SigilClientError>?>(nil)
         let id = core.submit(requests, batch: batch) { result in
             box.withLock { $0 = result }
             semaphore.signal()
@@ -226,6 +226,9 @@ private final class Core: Sendable {
     struct State {
         var waiters: [UInt32: Waiter] = [:]
         var closedReason: String?
+        /// The daemon's reason, when it said why it is closing the connection (a frame with
+        /// request ID 0: a refused connection, or a frame it could not read).
+        var closedFailure: WireFailure?
         /// The reader's handle, until a closer takes it to join the thread or the reader, ending
         /// with nobody to join it, detaches itself.
         var reader: PosixThread?
@@ -239,9 +242,9 @@ private final class Core: Sendable {
 
     let fd: Int32
     let maxResponseLength: UInt32
-    let state = Mutex(State())
+    let state = Locked(State())
     /// Held while writing a frame, and while closing the descriptor.
-    let writeLock = Mutex(())
+    let writeLock = Locked(())
     let nextID = Atomic<UInt32>(1)
 
     init(fd: Int32, maxResponseLength: UInt32) {
@@ -431,12 +434,15 @@ private final class Core: Sendable {
         // tells the daemon, and fails any sender blocked on a full socket instead of leaving it
         // holding the write lock.
         _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
-        let (final, waiting) = state.withLock { state -> (String, [SigilConnection.Completion]) in
+        let (final, failure, waiting) = state.withLock { state -> (String, WireFailure?, [SigilConnection.Completion]) in
             if state.closedReason == nil { state.closedReason = reason }
             defer { state.waiters.removeAll() }
-            return (state.closedReason!, state.waiters.values.map(\.completion))
+            return (state.closedReason!, state.closedFailure, state.waiters.values.map(\.completion))
         }
-        for completion in waiting { completion(.failure(.connectionClosed(final))) }
+        // Requests the daemon closed on with a reason (DENIED, BUSY, FRAME_TOO_LARGE) fail
+        // with that reason, so a caller can tell "refused" from "gone".
+        let error: SigilClientError = failure.map { .rejected($0) } ?? .connectionClosed(final)
+        for completion in waiting { completion(.failure(error)) }
         let unjoined = state.withLock { state -> Bool in
             state.readerRunning = false
             state.readerThread = nil
@@ -459,6 +465,7 @@ private final class Core: Sendable {
                 let failure = decoder.buffer.withUnsafeBytes { WireFailure.decode(status: status, body: UnsafeRawBufferPointer(rebasing: $0[body])) }
                 state.withLock { state in
                     if state.closedReason == nil { state.closedReason = "\(failure)" }
+                    if state.closedFailure == nil { state.closedFailure = failure }
                 }
             }
             return

@@ -649,10 +649,12 @@ public enum Posix {
         guard let dir = opendir(path) else { throw PosixError("opendir(\(path))", errno: Glibc.errno) }
         defer { closedir(dir) }
         var names: [String] = []
+        // A dirent is only as long as its name (d_reclen): `entry.pointee.d_name` would copy all
+        // 256 bytes of the declared array and read past the end of the last entry in the
+        // buffer (AddressSanitizer caught it). Read the name in place, up to its NUL.
+        let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
+            let name = String(cString: (UnsafeRawPointer(entry) + nameOffset).assumingMemoryBound(to: CChar.self))
             if name != "." && name != ".." { names.append(name) }
         }
         return names

@@ -2,7 +2,6 @@ import CSodium
 import CSodiumShims
 import SigilCore
 import SigilPosix
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -33,9 +32,9 @@ enum Baseline {
         }
         sodium_mprotect_readonly(secret)
         let secretAddress = UInt(bitPattern: secret)
-        let counts = Mutex([UInt64](repeating: 0, count: threads))
-        let busy = Mutex([UInt64](repeating: 0, count: threads))
-        let elapsedWall = Mutex([UInt64](repeating: 0, count: threads))
+        let counts = Locked([UInt64](repeating: 0, count: threads))
+        let busy = Locked([UInt64](repeating: 0, count: threads))
+        let elapsedWall = Locked([UInt64](repeating: 0, count: threads))
         let deadline = Posix.monotonicNanoseconds() + UInt64(seconds * 1e9)
         let work: [PosixThread] = (0..<threads).map { index in
             try! PosixThread(name: "baseline-\(index)") { [message, signature, publicKey] in

@@ -3,7 +3,6 @@ import Histogram
 import SigilClient
 import SigilCore
 import SigilPosix
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc

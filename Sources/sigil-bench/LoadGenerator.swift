@@ -234,7 +234,7 @@ final class ConnectionDriver: @unchecked Sendable {
         }
         let ringSize = 1 << 16
         let mask = UInt32(ringSize - 1)
-        let intended = Mutex([UInt64](repeating: 0, count: ringSize))
+        let intended = Locked([UInt64](repeating: 0, count: ringSize))
         let outstanding = Atomic<Int>(0)
         let interval = UInt64(1e9 / rate)
         let start = ConnectionDriver.now()

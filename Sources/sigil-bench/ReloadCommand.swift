@@ -47,7 +47,7 @@ struct Reload: ParsableCommand {
         try waitForReady(notify, timeout: 120)
 
         // The signer: one request at a time, each stamped with when it started.
-        let samples = Mutex<[(start: UInt64, nanoseconds: UInt64)]>([])
+        let samples = Locked<[(start: UInt64, nanoseconds: UInt64)]>([])
         let stop = Atomic<Bool>(false)
         let failures = Atomic<Int>(0)
         let names = spawned.serverNames

@@ -73,8 +73,8 @@ final class ConcurrentYardstick {
     /// What the threads share with the caller.
     private final class Shared: Sendable {
         let stopping = Atomic<Bool>(false)
-        let results: Mutex<[(cpu: UInt64, operations: UInt64)]>
-        init(threads: Int) { results = Mutex(Array(repeating: (0, 0), count: threads)) }
+        let results: Locked<[(cpu: UInt64, operations: UInt64)]>
+        init(threads: Int) { results = Locked(Array(repeating: (0, 0), count: threads)) }
     }
     private let shared: Shared
     private var threads: [PosixThread] = []

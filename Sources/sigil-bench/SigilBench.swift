@@ -1,9 +1,9 @@
+import Synchronization
 import ArgumentParser
 import Histogram
 import SigilClient
 import SigilCore
 import SigilPosix
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc

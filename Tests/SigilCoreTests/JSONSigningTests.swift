@@ -99,6 +99,10 @@ struct JSONSigningTests {
         #expect(throws: JSONSigningError.malformedSignatures("signatures.other.org is not an object")) {
             try JSONSigning.sign(Array(#"{"signatures":{"other.org":1}}"#.utf8), serverName: "domain", keys: [key])
         }
+        // The first bad entry in canonical key order is named, whatever order the input has.
+        #expect(throws: JSONSigningError.malformedSignatures("signatures.a.org is not an object")) {
+            try JSONSigning.sign(Array(#"{"signatures":{"b.org":[],"domain":{},"a.org":null}}"#.utf8), serverName: "domain", keys: [key])
+        }
         let limits = JSONLimits(maxDepth: 2, maxBytes: 1024)
         #expect(throws: JSONSigningError.json(JSONError(.tooDeep(limit: 2), at: 6))) {
             try JSONSigning.sign(Array(#"{"a":[[1]]}"#.utf8), serverName: "domain", keys: [key], limits: limits)

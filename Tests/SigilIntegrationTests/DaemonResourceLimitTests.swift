@@ -20,13 +20,19 @@ extension DaemonEndToEnd {
             return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
         }
 
-        /// Connects and pings once: the socket if answered, nil if the daemon closed it unanswered
-        /// (EOF, a reset because our ping was unread, or a broken pipe if it was closed first).
+        /// Connects and pings once: the socket if answered, nil if the daemon refused it (its
+        /// refusal frame with request ID 0 then EOF, a reset because our ping was unread, or a
+        /// broken pipe if it was closed first).
         static func connectAndPing(_ path: String) throws -> RawSocket? {
             let socket = try RawSocket(path: path)
             do {
                 try socket.send(frameBytes(.ping(payload: [1]), id: 1))
                 guard let frame = try socket.readFrame() else { return nil }
+                if frame.header.requestID == 0 {
+                    #expect(frame.header.status == WireStatus.busy.rawValue, "a refusal for a cap is BUSY")
+                    #expect(try socket.readFrame() == nil, "nothing follows a refusal but EOF")
+                    return nil
+                }
                 #expect(frame.header.status == 0)
                 return socket
             } catch let error as PosixError where [ECONNRESET, EPIPE].contains(error.errno) {

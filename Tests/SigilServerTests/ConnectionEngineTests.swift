@@ -2,7 +2,6 @@ import SigilCore
 import SigilPosix
 @testable import SigilServer
 import SigilTestSupport
-import Synchronization
 import Testing
 
 /// The connection engine with no process and no socket: frames in, the bytes a connection would
@@ -166,7 +165,7 @@ struct ConnectionEngineTests {
             (rawFrame(opcode: 0x10, flags: 0x01, id: 8, body: [0, 1, 0, 0, 0, 9]), .badRequest),
             (rawFrame(opcode: 0x12, id: 9, body: [0, 0, 0, 0, 0, 0, 0, 0]), .denied),
         ]
-        for (bytes, status) in cases { harness.send(bytes) }
+        for (bytes, _) in cases { harness.send(bytes) }
         let frames = try harness.responses()
         #expect(frames.count == cases.count)
         for (frame, (bytes, status)) in zip(frames, cases) {

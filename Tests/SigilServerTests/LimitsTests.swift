@@ -1,6 +1,6 @@
 import Logging
 @testable import SigilServer
-import Synchronization
+import SigilPosix
 import Testing
 
 /// The budgets that span connections: connection caps with per-listener reserves, refusal
@@ -27,7 +27,7 @@ struct LimitsTests {
 
     /// Collects log lines.
     final class Lines: LogHandler, @unchecked Sendable {
-        let lines = Mutex<[String]>([])
+        let lines = Locked<[String]>([])
         var metadata: Logger.Metadata = [:]
         var logLevel: Logger.Level = .trace
         subscript(metadataKey key: String) -> Logger.Metadata.Value? {

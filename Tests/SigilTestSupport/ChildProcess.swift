@@ -1,6 +1,5 @@
 import Foundation
 import SigilPosix
-import Synchronization
 
 /// The output of a finished process.
 public struct ProcessResult: Sendable {
@@ -24,7 +23,7 @@ public final class ChildProcess: @unchecked Sendable {
     public let pid: Int32
     private let stdout: PipeReader?
     private let stderr: PipeReader?
-    private let exitStatus = Mutex<Int32?>(nil)
+    private let exitStatus = Locked<Int32?>(nil)
 
     public init(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:], input: String? = nil,
@@ -114,7 +113,7 @@ public final class ChildProcess: @unchecked Sendable {
 
 /// Drains a pipe on a background thread.
 final class PipeReader: Sendable {
-    private let data = Mutex<[UInt8]>([])
+    private let data = Locked<[UInt8]>([])
     private let done = DispatchSemaphore(value: 0)
 
     init(fd: Int32) {

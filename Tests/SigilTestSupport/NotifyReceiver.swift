@@ -13,7 +13,7 @@ public final class NotifyReceiver: Sendable {
     /// What goes in `NOTIFY_SOCKET`: a path, or `@name` for the abstract namespace.
     public let address: String
     private let fd: Int32
-    private let received = Mutex<[String]>([])
+    private let received = Locked<[String]>([])
     private let stopped = Atomic<Bool>(false)
     private let finished = Atomic<Bool>(false)
 

@@ -123,3 +123,17 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
 }
+
+/// The sanitizer the suite runs under (scripts/sanitize sets SIGIL_SANITIZER), for the few tests
+/// that cannot work under one; each such test says why in its trait.
+public enum Sanitizer: String, Sendable {
+    case address
+    case thread
+
+    public static let current: Sanitizer? = ProcessInfo.processInfo.environment["SIGIL_SANITIZER"].flatMap(Sanitizer.init(rawValue:))
+
+    /// No sanitizer: what tests that see locked memory, the seccomp filter or timings need.
+    public static var none: Bool { current == nil }
+    /// Not AddressSanitizer, whose mlock interceptor does nothing ("ignores mlock").
+    public static var locksMemory: Bool { current != .address }
+}

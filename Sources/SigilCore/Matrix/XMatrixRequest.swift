@@ -52,7 +52,8 @@ public final class XMatrixSigner {
 
     /// Signs with `key` and returns the signature and header.
     public func sign(
-        origin: String, destination: String, method: String, uri: String, content: [UInt8]? = nil, key: SigningKey
+        origin: String, destination: String, method: String, uri: String, content: [UInt8]? = nil, key: SigningKey,
+        limits: JSONLimits = .default
     ) throws(XMatrixRequestError) -> SignedRequest {
         var header: [UInt8] = []
         var signature = [UInt8](repeating: 0, count: Ed25519.signatureBytes)
@@ -64,7 +65,7 @@ public final class XMatrixSigner {
                             try withMutableBytes(&signature) { (sig) throws(XMatrixRequestError) in
                                 try sign(
                                     origin: o, destination: d, method: m, uri: u, content: content == nil ? nil : c,
-                                    key: key, signature: sig.baseAddress!, header: &header)
+                                    key: key, signature: sig.baseAddress!, header: &header, limits: limits)
                             }
                         }
                     }
@@ -80,12 +81,14 @@ public final class XMatrixSigner {
     public func sign(
         origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer,
         uri: UnsafeRawBufferPointer, content: UnsafeRawBufferPointer?, key: SigningKey,
-        signature: UnsafeMutableRawPointer, header: inout [UInt8], prevalidated: Bool = false
+        signature: UnsafeMutableRawPointer, header: inout [UInt8], prevalidated: Bool = false,
+        limits: JSONLimits = .default
     ) throws(XMatrixRequestError) {
         if !prevalidated, let problem = XMatrixFields.problem(origin: origin, destination: destination, method: method, uri: uri) {
             throw problem
         }
-        let layout = try XMatrixFields.SignableLayout(origin: origin, destination: destination, method: method, uri: uri, rawContent: content)
+        let layout = try XMatrixFields.SignableLayout(
+            origin: origin, destination: destination, method: method, uri: uri, rawContent: content, limits: limits)
         let headerLength = XMatrixFields.headerLength(origin: origin, destination: destination, keyID: key.id)
         reserve(max(layout.total, headerLength))
         let base = scratch.baseAddress!
@@ -176,12 +179,12 @@ enum XMatrixFields {
         /// The same, canonicalising the request body first (when there is one).
         init(
             origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer,
-            uri: UnsafeRawBufferPointer, rawContent: UnsafeRawBufferPointer?
+            uri: UnsafeRawBufferPointer, rawContent: UnsafeRawBufferPointer?, limits: JSONLimits
         ) throws(XMatrixRequestError) {
             var canonical: [UInt8]?
             if let rawContent {
                 do {
-                    canonical = try CanonicalJSON.canonicalize(rawContent)
+                    canonical = try CanonicalJSON.canonicalize(rawContent, limits: limits)
                 } catch {
                     throw .invalidContent(error)
                 }
@@ -223,9 +226,9 @@ enum XMatrixFields {
     /// Appends the canonical JSON of the request object. `content`, when present, is canonicalised.
     static func appendSignable(
         origin: UnsafeRawBufferPointer, destination: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer,
-        uri: UnsafeRawBufferPointer, content: UnsafeRawBufferPointer?, to out: inout [UInt8]
+        uri: UnsafeRawBufferPointer, content: UnsafeRawBufferPointer?, limits: JSONLimits = .default, to out: inout [UInt8]
     ) throws(XMatrixRequestError) {
-        let layout = try SignableLayout(origin: origin, destination: destination, method: method, uri: uri, rawContent: content)
+        let layout = try SignableLayout(origin: origin, destination: destination, method: method, uri: uri, rawContent: content, limits: limits)
         out.append(contentsOf: [UInt8](unsafeUninitializedCapacity: layout.total) { buffer, count in
             layout.write(at: UnsafeMutableRawPointer(buffer.baseAddress!))
             count = layout.total

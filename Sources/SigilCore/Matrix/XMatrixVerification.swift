@@ -52,7 +52,7 @@ public enum XMatrixVerifier {
     /// forged header is an attack, not noise); at least one must verify.
     public static func verify(
         authorizations: [String], method: String, uri: String, destination: String, content: [UInt8]?,
-        publicKeys: (_ origin: String, _ keyID: KeyID) -> PublicKey?
+        limits: JSONLimits = .default, publicKeys: (_ origin: String, _ keyID: KeyID) -> PublicKey?
     ) -> XMatrixVerification {
         let headers = authorizations.filter(XMatrixAuthorization.usesXMatrixScheme)
         guard !headers.isEmpty else { return .missingAuthorization }
@@ -82,7 +82,8 @@ public enum XMatrixVerifier {
                         try withBytes(uriBytes) { (u) throws(XMatrixRequestError) in
                             try withBytes(content ?? []) { (c) throws(XMatrixRequestError) in
                                 try XMatrixFields.appendSignable(
-                                    origin: o, destination: d, method: m, uri: u, content: content == nil ? nil : c, to: &message)
+                                    origin: o, destination: d, method: m, uri: u, content: content == nil ? nil : c, limits: limits,
+                                    to: &message)
                             }
                         }
                     }

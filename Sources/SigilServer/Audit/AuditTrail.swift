@@ -34,16 +34,16 @@ public final class AuditTrail: Sendable {
 
     let configuration: Configuration.Audit
     private final class LockedQueue: Sendable {
-        let mutex = Mutex(Queue())
+        let mutex = Locked(Queue())
     }
 
     private let queues: [LockedQueue]
     private let perQueue: Int
     private let listenerNames: [String]
-    private let counts = Mutex(Figures())
+    private let counts = Locked(Figures())
     private let reopenRequested = Atomic<Bool>(false)
     private let stopRequested = Atomic<Bool>(false)
-    private let writer = Mutex<PosixThread?>(nil)
+    private let writer = Locked<PosixThread?>(nil)
     private let logger: Logger
 
     /// Opens the destination now, so a daemon whose audit file cannot be opened does not start.

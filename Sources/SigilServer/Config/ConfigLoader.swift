@@ -60,7 +60,8 @@ public enum ConfigLoader {
     ]
 
     /// The deepest JSON the daemon can be configured to accept (`limits.max_json_depth`).
-    public static let maxJSONDepthRange: ClosedRange<Int64> = 1...4096
+    public static let maxJSONDepthRange: ClosedRange<Int64> =
+        Int64(JSONLimits.supportedDepths.lowerBound)...Int64(JSONLimits.supportedDepths.upperBound)
 
     private static func yamlErrorLine(_ error: YamlError) -> Int? {
         switch error {

@@ -112,7 +112,7 @@ final class Acceptor {
                 continue
             }
             guard state.rules(forListener: listener.name).contains(where: { $0.matches(credentials) }) else {
-                Posix.close(fd)
+                refuse(fd, .denied, "no access rule of listener \(listener.name) matches uid \(credentials.uid) gid \(credentials.gid)")
                 context.stats.recordRefusedConnection(listener: listener.id.index)
                 context.refusals.refuse(
                     listener: listener.id.index, uid: credentials.uid, kind: "connection", now: now,
@@ -120,7 +120,7 @@ final class Acceptor {
                 continue
             }
             if let refusal = context.connections.admit(listener: listener.id.index, uid: credentials.uid, caps: caps) {
-                Posix.close(fd)
+                refuse(fd, .busy, "connection refused: \(refusal)")
                 context.stats.recordRefusedConnection(listener: listener.id.index)
                 context.refusals.refuse(
                     listener: listener.id.index, uid: credentials.uid, kind: "connection", now: now,
@@ -134,6 +134,20 @@ final class Acceptor {
                 context.connections.release(listener: listener.id.index, uid: credentials.uid)
             }
         }
+    }
+
+    /// Tells a refused caller why, then closes: one frame (request ID 0, opcode 0) it can read
+    /// before EOF, so that "sigild said no" is not mistaken for "sigild is not there". Best
+    /// effort and never blocking; whatever the caller already sent is drained first, so the
+    /// close does not reset the connection and lose the frame.
+    private func refuse(_ fd: Int32, _ status: WireStatus, _ message: String) {
+        var frame = WireWriter(capacity: 64 + message.utf8.count)
+        Dispatcher.writeFailure(status, message, opcode: 0, flags: 0, requestID: 0, out: &frame)
+        _ = frame.bytes.withUnsafeBytes { try? Posix.send(fd, $0) }
+        Posix.shutdownWrite(fd)
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        _ = scratch.withUnsafeMutableBytes { try? Posix.recv(fd, into: $0) }
+        Posix.close(fd)
     }
 
     /// The caps as the current configuration sets them (recomputed when it changes).

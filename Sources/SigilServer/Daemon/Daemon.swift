@@ -2,7 +2,6 @@ internal import CLibUV
 public import Logging
 import SigilCore
 import SigilPosix
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -188,7 +187,7 @@ public final class Daemon {
 
     private func startWorker(_ index: Int, context: ServingContext, waker: LoopWaker) throws -> (mailbox: WorkerMailbox, thread: PosixThread) {
         let mailbox = WorkerMailbox()
-        let started = Mutex<Result<Void, LoadError>?>(nil)
+        let started = Locked<Result<Void, LoadError>?>(nil)
         let thread = try PosixThread(name: "sigild-loop-\(index)") {
             let worker: WorkerLoop
             do {

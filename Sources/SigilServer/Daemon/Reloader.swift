@@ -1,7 +1,6 @@
 import Logging
 import SigilCore
 import SigilPosix
-import Synchronization
 
 /// SIGHUP's work, on a thread of its own: reading thousands of key files takes seconds, and the
 /// main loop must go on accepting meanwhile. The outcome is handed back to the main loop (woken
@@ -21,7 +20,7 @@ final class Reloader: Sendable {
         var thread: PosixThread?
     }
 
-    private let status = Mutex(Status())
+    private let status = Locked(Status())
     private let configPath: String?
     private let flagConfiguration: Configuration
 

@@ -1,3 +1,4 @@
+import SigilPosix
 import Synchronization
 
 /// Connection caps: for the daemon, per listener, and per caller uid on a listener, with a
@@ -38,10 +39,10 @@ final class ConnectionLedger: Sendable {
         var total = 0
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     init(listenerCount: Int) {
-        state = Mutex(State(perListener: Array(repeating: 0, count: listenerCount)))
+        state = Locked(State(perListener: Array(repeating: 0, count: listenerCount)))
     }
 
     var open: Int { state.withLock { $0.total } }
@@ -88,7 +89,7 @@ final class ConnectionLedger: Sendable {
 final class MemoryLedger: Sendable {
     static let quantum = 64 * 1024
     private let totalBytes = Atomic<Int>(0)
-    private let perUID = Mutex<[UInt32: Int]>([:])
+    private let perUID = Locked<[UInt32: Int]>([:])
 
     var total: Int { totalBytes.load(ordering: .relaxed) }
 

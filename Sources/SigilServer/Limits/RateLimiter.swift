@@ -1,4 +1,4 @@
-import Synchronization
+import SigilPosix
 
 /// A listener's limit on signing per caller uid: a token bucket of `burst` tokens refilled at
 /// `perSecond`. Each signature costs one token (a batch costs one per item).
@@ -25,7 +25,7 @@ final class RateLimiter: Sendable {
         var updated: UInt64
     }
 
-    private let buckets = Mutex<[Key: Bucket]>([:])
+    private let buckets = Locked<[Key: Bucket]>([:])
     /// Buckets kept before full ones are forgotten (a full bucket is the same as no bucket).
     private static let maxBuckets = 4096
 

@@ -1,5 +1,5 @@
 import Logging
-import Synchronization
+import SigilPosix
 
 /// Logging of refusals (denied requests, refused connections) on a budget, per caller uid and
 /// for the whole daemon, so a caller that is refused over and over (reconnecting as often as it
@@ -36,7 +36,7 @@ final class RefusalLog: Sendable {
     }
 
     let budget: Budget
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let logger: Logger
     /// Summaries queued for the main loop to log (it owns the timer that ends windows).
     private static let maxSuppressedUIDs = 1024
@@ -44,7 +44,7 @@ final class RefusalLog: Sendable {
     init(listenerCount: Int, logger: Logger, budget: Budget = Budget()) {
         self.budget = budget
         self.logger = logger
-        state = Mutex(State(byListener: Array(repeating: [:], count: listenerCount), otherByListener: Array(repeating: 0, count: listenerCount)))
+        state = Locked(State(byListener: Array(repeating: [:], count: listenerCount), otherByListener: Array(repeating: 0, count: listenerCount)))
     }
 
     /// Records one refusal and logs `message` if the budget allows; `kind` (an operation name,

@@ -1,6 +1,5 @@
 import Logging
 import SigilPosix
-import Synchronization
 
 /// One line per event on standard error. Under systemd (JOURNAL_STREAM set) each line starts
 /// with a `<N>` syslog priority, which journald turns into the entry's level, and carries no
@@ -10,7 +9,7 @@ public struct LineLogHandler: LogHandler {
     public var logLevel: Logger.Level
     private let label: String
     private let journal: Bool
-    private static let lock = Mutex(())
+    private static let lock = Locked(())
 
     public init(label: String, level: Logger.Level, journal: Bool = Posix.environment("JOURNAL_STREAM") != nil) {
         self.label = label

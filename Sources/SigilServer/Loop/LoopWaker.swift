@@ -1,15 +1,15 @@
 internal import CLibUV
-import Synchronization
+import SigilPosix
 
 /// Wakes a loop from another thread. `uv_async_send` is the one libuv call that is safe from any
 /// thread; the lock makes sure nobody sends after the owning loop has closed the handle.
 final class LoopWaker: Sendable {
     // The address of the uv_async_t, or 0 once closed. Stored as an integer so the type stays
     // Sendable; it is only dereferenced by libuv, under the lock.
-    private let handle: Mutex<UInt>
+    private let handle: Locked<UInt>
 
     init(_ async: UnsafeMutablePointer<uv_async_t>) {
-        handle = Mutex(UInt(bitPattern: async))
+        handle = Locked(UInt(bitPattern: async))
     }
 
     /// Returns false if the loop has already gone.

@@ -18,8 +18,8 @@ final class WorkerMailbox: Sendable {
         var closed = false
     }
 
-    private let inbox = Mutex(Inbox())
-    private let waker = Mutex<LoopWaker?>(nil)
+    private let inbox = Locked(Inbox())
+    private let waker = Locked<LoopWaker?>(nil)
     /// Monotonic nanoseconds of the worker's last timer tick: proof its loop is turning.
     private let heartbeat = Atomic<UInt64>(Posix.monotonicNanoseconds())
     private let stopped = Atomic<Bool>(false)

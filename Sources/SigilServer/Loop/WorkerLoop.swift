@@ -2,7 +2,6 @@ internal import CLibUV
 import Logging
 import SigilCore
 import SigilPosix
-import Synchronization
 
 /// One event loop on its own thread, serving the connections the acceptor hands it. Crypto
 /// runs inline on the loop (one sign is ~20 µs; handing each to another thread would cost

@@ -158,8 +158,9 @@ struct Dispatcher {
         _ op: Opcode, body: UnsafeRawBufferPointer, caller: inout Caller, state: ServingState, limits: ConnectionLimits,
         out: inout WireWriter
     ) throws(WireFailure) {
+        let json = JSONLimits(maxDepth: limits.maxJSONDepth, maxBytes: Int(limits.maxFrameLength))
         if op == .signRequest {
-            try signRequest(body, caller: caller, state: state, out: &out)
+            try signRequest(body, caller: caller, state: state, json: json, out: &out)
             return
         }
         let request: Request
@@ -168,7 +169,6 @@ struct Dispatcher {
         } catch {
             throw WireFailure(.badRequest, error.message)
         }
-        let json = JSONLimits(maxDepth: limits.maxJSONDepth, maxBytes: Int(limits.maxFrameLength))
         let response: Response
         switch request {
         case .hello(let clientName, let page):
@@ -217,7 +217,7 @@ struct Dispatcher {
         case .verifyJSON(let params):
             response = .verifiedJSON(try verifyJSON(params, caller: caller, state: state, limits: json))
         case .verifyRequest(let params):
-            response = .verifiedRequest(try verifyRequest(params, state: state))
+            response = .verifiedRequest(try verifyRequest(params, state: state, json: json))
         case .keyDocument(let name, let validUntil):
             let keys = try server(name, op, caller: caller, state: state)
             // Never sign a document valid for longer than the configured validity: a long-lived
@@ -318,7 +318,7 @@ struct Dispatcher {
 
     /// Inbound request authentication: with the given keys, or with the daemon's own active keys.
     /// Retired keys never authenticate a request: a revoked key must stop working at once.
-    private func verifyRequest(_ params: VerifyRequestParams, state: ServingState) throws(WireFailure) -> RequestVerification {
+    private func verifyRequest(_ params: VerifyRequestParams, state: ServingState, json: JSONLimits) throws(WireFailure) -> RequestVerification {
         var given: [String: [KeyID: PublicKey]] = [:]
         for key in params.keys {
             guard let id = KeyID(key.id) else { throw WireFailure(.badRequest, "key_id '\(key.id)' is not ed25519:VERSION") }
@@ -328,7 +328,7 @@ struct Dispatcher {
         let useKeyring = params.keys.isEmpty
         let result = XMatrixVerifier.verify(
             authorizations: params.authorizations, method: params.method, uri: params.uri, destination: params.destination,
-            content: params.content
+            content: params.content, limits: json
         ) { origin, id in
             useKeyring ? keyring.server(origin)?.activeKey(id)?.publicKey : given[origin]?[id]
         }
@@ -352,7 +352,7 @@ struct Dispatcher {
     /// The hot path: fields read in place and checked once, no String copies beyond the origin's
     /// lookup key.
     private mutating func signRequest(
-        _ body: UnsafeRawBufferPointer, caller: Caller, state: ServingState, out: inout WireWriter
+        _ body: UnsafeRawBufferPointer, caller: Caller, state: ServingState, json: JSONLimits, out: inout WireWriter
     ) throws(WireFailure) {
         let fields: SignRequestFields
         do {
@@ -382,7 +382,7 @@ struct Dispatcher {
                 try signer.sign(
                     origin: fields.origin, destination: fields.destination, method: fields.method, uri: fields.uri,
                     content: fields.content, key: keyring.servers[known].activeKeys[0], signature: sig.baseAddress!,
-                    header: &header, prevalidated: true)
+                    header: &header, prevalidated: true, limits: json)
             }
         } catch {
             if case .invalidContent = error { throw WireFailure(.invalidJSON, error.description) }

@@ -1,13 +1,12 @@
 import Logging
 import SigilCore
 import SigilPosix
-import Synchronization
 
 /// What every loop shares: the current serving state (swapped whole on reload), statistics,
 /// the budgets that span connections (refusal logging, rate limits, buffered memory,
 /// connection caps), the audit trail and the logger.
 final class ServingContext: Sendable {
-    private let current: Mutex<ServingState>
+    private let current: Locked<ServingState>
     let stats: StatsRegistry
     let daemonVersion: String
     let logger: Logger
@@ -18,7 +17,7 @@ final class ServingContext: Sendable {
     let audit: AuditTrail?
 
     init(state: ServingState, stats: StatsRegistry, daemonVersion: String, logger: Logger, audit: AuditTrail? = nil) {
-        current = Mutex(state)
+        current = Locked(state)
         self.stats = stats
         self.daemonVersion = daemonVersion
         self.logger = logger

@@ -1,5 +1,5 @@
 import SigilCore
-import Synchronization
+import SigilPosix
 
 /// Latency buckets of STATS' histograms, in microseconds (upper bounds; one more bucket above
 /// the last holds everything slower).
@@ -103,10 +103,10 @@ final class LoopCounters: Sendable {
         }
     }
 
-    let values: Mutex<Values>
+    let values: Locked<Values>
 
     init(listenerCount: Int) {
-        values = Mutex(Values(listenerCount: listenerCount))
+        values = Locked(Values(listenerCount: listenerCount))
     }
 
     func update(_ body: (inout Values) -> Void) {
@@ -120,7 +120,7 @@ public final class StatsRegistry: Sendable {
     let loops: [LoopCounters]
     let listenerNames: [String]
     let startedAt: UInt64
-    private let daemon: Mutex<DaemonCounters>
+    private let daemon: Locked<DaemonCounters>
 
     struct DaemonCounters {
         var reloadsOK: UInt64 = 0
@@ -141,7 +141,7 @@ public final class StatsRegistry: Sendable {
         loops = (0..<loopCount).map { _ in LoopCounters(listenerCount: listenerNames.count) }
         self.listenerNames = listenerNames
         self.startedAt = startedAt
-        daemon = Mutex(DaemonCounters(listenerCount: listenerNames.count))
+        daemon = Locked(DaemonCounters(listenerCount: listenerNames.count))
     }
 
     func recordReload(ok: Bool, location: String?, at unixMilliseconds: Int64) {

@@ -127,8 +127,8 @@ extension DaemonEndToEnd {
 
     /// A mutable box shared with background threads.
     final class Shared<Value: Sendable>: Sendable {
-        private let value: Mutex<Value>
-        init(_ value: Value) { self.value = Mutex(value) }
+        private let value: Locked<Value>
+        init(_ value: Value) { self.value = Locked(value) }
         func update<R>(_ body: (inout Value) -> R) -> R { value.withLock { body(&$0) } }
         var current: Value { value.withLock { $0 } }
     }

@@ -1,0 +1,3 @@
+module sigil.invalid/sigil
+
+go 1.19
