@@ -8,7 +8,7 @@ let package = Package(
     name: "SigilFuzz",
     platforms: [.macOS(.v14)],
     dependencies: [
-        .package(name: "sigil", path: ".."),
+        .package(name: "sigil", path: "..")
     ],
     targets: [
         // libFuzzer's entry point, declared for Swift (the runtime comes with -sanitize=fuzzer).
@@ -32,7 +32,8 @@ let targets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzWire", [.product(name: "SigilCore", package: "sigil")]),
     ("FuzzConfig", ["FuzzConfigChecks"]),
     ("FuzzConfigStructured", ["FuzzConfigChecks"]),
-    // The connection engine's target goes here (see docs/FUZZING.md, "Adding a target").
+    // SigilServer's connection engine, driven in process (@testable: the engine is internal).
+    ("FuzzConnectionEngine", [.product(name: "SigilCore", package: "sigil"), .product(name: "SigilServer", package: "sigil")]),
 ]
 
 for target in targets {

@@ -86,7 +86,9 @@ enum CanonicalJSONTarget: FuzzTarget {
             key.append(contentsOf: quoted)
             key.append(UInt8(ascii: ":"))
             fuzzCheck(Array(object.bytes[member.range].prefix(key.count)) == key, "member range does not start with its key")
-            fuzzCheck(member.valueRange.upperBound == member.range.upperBound && member.valueRange.lowerBound == member.range.lowerBound + key.count, "value range misplaced")
+            fuzzCheck(
+                member.valueRange.upperBound == member.range.upperBound
+                    && member.valueRange.lowerBound == member.range.lowerBound + key.count, "value range misplaced")
             rebuilt.append(contentsOf: object.bytes[member.range])
         }
         rebuilt.append(UInt8(ascii: "}"))
@@ -119,7 +121,9 @@ enum CanonicalJSONTarget: FuzzTarget {
         }
         let stripped: Set<String> = ["signatures", "unsigned"]
         fuzzCheck(signedObject.bytes(excluding: stripped) == object.bytes(excluding: stripped), "signing changed the signed content")
-        fuzzCheck(signedObject.member("unsigned").map { signedObject.bytes[$0.range] } == object.member("unsigned").map { object.bytes[$0.range] }, "signing changed unsigned")
+        fuzzCheck(
+            signedObject.member("unsigned").map { signedObject.bytes[$0.range] }
+                == object.member("unsigned").map { object.bytes[$0.range] }, "signing changed unsigned")
 
         let verdict = try? JSONSigning.verify(signed, serverName: serverName, publicKeys: [key.id: key.publicKey], limits: big)
         fuzzCheck(verdict?.valid == [key.id] && verdict?.invalid == [], "own signature does not verify: \(String(describing: verdict))")

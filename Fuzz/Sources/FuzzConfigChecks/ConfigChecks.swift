@@ -50,14 +50,17 @@ public enum ConfigChecks {
             if let path = listener.path { fuzzCheck(!path.isEmpty && path.utf8.count < 108, "socket path \(path)") }
             if let fd = listener.fd { fuzzCheck(fd >= 3, "fd \(fd)") }
             fuzzCheck(listener.mode <= 0o777, "mode \(listener.mode)")
-            for limit in [listener.maxConnections, listener.maxConnectionsPerUID].compactMap({ $0 }) { fuzzCheck(limit >= 1, "listener limit \(limit)") }
+            for limit in [listener.maxConnections, listener.maxConnectionsPerUID].compactMap({ $0 }) {
+                fuzzCheck(limit >= 1, "listener limit \(limit)")
+            }
             for rule in listener.access ?? [] { checkRule(rule, servers: known) }
         }
         for rule in c.access { checkRule(rule, servers: known) }
         let l = c.limits
         fuzzCheck(l.maxFrameLength >= 1024, "max_frame \(l.maxFrameLength)")
         fuzzCheck(l.maxBatchItems >= 1 && l.maxBatchItems <= 65535, "max_batch \(l.maxBatchItems)")
-        fuzzCheck(l.maxInFlight >= 1 && l.maxConnections >= 1 && l.framesPerTurn >= 1 && l.offloadBatchItems >= 1, "a count limit below 1: \(l)")
+        fuzzCheck(
+            l.maxInFlight >= 1 && l.maxConnections >= 1 && l.framesPerTurn >= 1 && l.offloadBatchItems >= 1, "a count limit below 1: \(l)")
         fuzzCheck(l.idleTimeout >= 0 && l.frameTimeout > 0 && l.drainTimeout >= 0 && l.writeTimeout > 0, "a negative or zero timeout: \(l)")
         fuzzCheck(l.maxPendingOutput >= 65536 && l.maxBuffered > 0 && l.maxBufferedPerUID > 0, "a buffer limit: \(l)")
         // The canonicaliser's own bounds: a depth it is not built for would be a promise broken.

@@ -11,7 +11,9 @@ enum ConfigBuilder {
     static func document(_ r: inout FuzzReader) -> String {
         var lines: [String] = []
         mapping(section: "", indent: "", into: &lines, &r, depth: 0)
-        if r.int(in: 0...15) == 0 { lines.append(r.pick(["unknown: 1", "servers: {}", "limits: 5", "- a", "  bad indent: x", "listen: []"])) }
+        if r.int(in: 0...15) == 0 {
+            lines.append(r.pick(["unknown: 1", "servers: {}", "limits: 5", "- a", "  bad indent: x", "listen: []"]))
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -64,7 +66,10 @@ enum ConfigBuilder {
     }
 
     static func serverName(_ r: inout FuzzReader) -> String {
-        r.pick(["example.org", "example.org:8448", "[::1]:8448", "1.2.3.4", "a", "ex ample.org", "example.org:", "[::1", String(repeating: "a", count: 256), "\"quoted.example\"", "'*.example.org'"])
+        r.pick([
+            "example.org", "example.org:8448", "[::1]:8448", "1.2.3.4", "a", "ex ample.org", "example.org:", "[::1",
+            String(repeating: "a", count: 256), "\"quoted.example\"", "'*.example.org'",
+        ])
     }
 
     static let numbers = [
@@ -100,21 +105,29 @@ enum ConfigBuilder {
             switch r.int(in: 0...3) {
             case 0: return number
             case 1: return number + r.pick(["ms", "s", "m", "h", "d", "w", "y", "S"])
-            case 2: return r.pick(["1h30m", "10s", "100ms", "99ms", "3600001ms", "30d", "31d", "1w1d", "999999999999w", "15250w6d", "1h1h", "1 h"])
-            default: return "\(r.pick(Array(numbers.prefix(38))))\(r.pick(["s", "m"]))\(r.pick(Array(numbers.prefix(38))))\(r.pick(["ms", "s"]))"
+            case 2:
+                return r.pick([
+                    "1h30m", "10s", "100ms", "99ms", "3600001ms", "30d", "31d", "1w1d", "999999999999w", "15250w6d", "1h1h", "1 h",
+                ])
+            default:
+                return "\(r.pick(Array(numbers.prefix(38))))\(r.pick(["s", "m"]))\(r.pick(Array(numbers.prefix(38))))\(r.pick(["ms", "s"]))"
             }
         case .boolean:
             return r.pick(["true", "false", "yes", "no", "on", "off", "1", "maybe", "True"])
         case .text:
-            return r.pick(texts[key] ?? ["x", "", "\"\"", "~"] )
+            return r.pick(texts[key] ?? ["x", "", "\"\"", "~"])
         case .path:
-            return r.pick(["/etc/sigil/a.key", "credential:mmr.signing.key", "relative.key", "''", "/run/sigil/sigild.sock", "@abstract",
-                           "/" + String(repeating: "p", count: 120), "[/a.key, /b.key]", "[]"])
+            return r.pick([
+                "/etc/sigil/a.key", "credential:mmr.signing.key", "relative.key", "''", "/run/sigil/sigild.sock", "@abstract",
+                "/" + String(repeating: "p", count: 120), "[/a.key, /b.key]", "[]",
+            ])
         case .serverList:
             return r.pick(["[example.org]", "example.org", "'*'", "['*.example.org']", "['*.']", "[other.example]", "[]", "['*:8448']"])
         case .list:
-            return r.pick(["[sign_request]", "sign-json", "[ping, stats, list_keys]", "[nope]", "[]", "HELLO", "[GET]", "[GET, PUT]", "['G ET']",
-                           "[/_matrix/federation/v1/media/]", "[/a?b]", "[relative]", "[/%2e%2e/]"])
+            return r.pick([
+                "[sign_request]", "sign-json", "[ping, stats, list_keys]", "[nope]", "[]", "HELLO", "[GET]", "[GET, PUT]", "['G ET']",
+                "[/_matrix/federation/v1/media/]", "[/a?b]", "[relative]", "[/%2e%2e/]",
+            ])
         }
     }
 }

@@ -1,4 +1,5 @@
 import FuzzSupport
+
 @testable import SigilCore
 
 /// Base64 as Sigil reads it (padding optional, trailing bits ignored, whitespace skipped in
@@ -37,7 +38,9 @@ enum Base64Checks {
     static func checkDecode(_ data: UnsafeRawBufferPointer, skippingWhitespace: Bool) {
         let expected = reference(data, skippingWhitespace: skippingWhitespace)
         let count = try? Base64.decodedCount(data, skippingWhitespace: skippingWhitespace)
-        fuzzCheck(count == expected?.count, "decodedCount \(String(describing: count)), reference \(String(describing: expected?.count)) for \(printable(data))")
+        fuzzCheck(
+            count == expected?.count,
+            "decodedCount \(String(describing: count)), reference \(String(describing: expected?.count)) for \(printable(data))")
         guard let expected else { return }
         var out = [UInt8](repeating: 0, count: expected.count)
         let decoded: Void? = out.withUnsafeMutableBytes { try? Base64.decode(data, skippingWhitespace: skippingWhitespace, into: $0) }

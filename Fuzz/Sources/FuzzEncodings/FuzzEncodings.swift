@@ -1,4 +1,5 @@
 import FuzzSupport
+
 @testable import SigilCore
 
 @_cdecl("FuzzEncodings_main")
@@ -30,8 +31,11 @@ enum EncodingsTarget: FuzzTarget {
 
     static func checkKeyID(_ text: String) {
         let bytes = Array(text.utf8)
-        let expected = !bytes.isEmpty && bytes.count <= 255
-            && bytes.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: ",") }
+        let expected =
+            !bytes.isEmpty && bytes.count <= 255
+            && bytes.allSatisfy {
+                $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: ",")
+            }
         fuzzCheck(KeyID.isValidVersion(text) == expected, "isValidVersion(\(printable(bytes))) is \(!expected)")
         fuzzCheck(KeyID.isValidVersion(utf8: bytes) == expected, "isValidVersion(utf8:) disagrees")
         let id = KeyID(version: text)
@@ -44,7 +48,9 @@ enum EncodingsTarget: FuzzTarget {
         }
         let full = KeyID(text)
         let prefixed = bytes.starts(with: "ed25519:".utf8)
-        fuzzCheck((full != nil) == (prefixed && KeyID.isValidVersion(String(decoding: bytes.dropFirst(8), as: UTF8.self))), "KeyID(\(printable(bytes)))")
+        fuzzCheck(
+            (full != nil) == (prefixed && KeyID.isValidVersion(String(decoding: bytes.dropFirst(8), as: UTF8.self))),
+            "KeyID(\(printable(bytes)))")
         if let full { fuzzCheck(full.description == text, "\(full) is not \(printable(bytes))") }
     }
 
@@ -158,8 +164,11 @@ enum EncodingsTarget: FuzzTarget {
     static var seeds: [[UInt8]] {
         func seed(_ subject: Subject, _ text: String) -> [UInt8] { [subject.rawValue] + Array(text.utf8) }
         var seeds: [[UInt8]] = []
-        for text in ["YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1", "PJt0OaIImDJk8P/PDb4TNQHgI/1AA1C+AaQaABxAcgc=", "QQ==", "QQ", "QUI=", "Q", "Q===", "QQ=A",
-            "PJt0OaIImDJk8P/P\r\nDb4TNQHgI/1AA1C+AaQaABxAcgc=\n", "", "*"] {
+        for text in [
+            "YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1", "PJt0OaIImDJk8P/PDb4TNQHgI/1AA1C+AaQaABxAcgc=", "QQ==", "QQ", "QUI=", "Q",
+            "Q===", "QQ=A",
+            "PJt0OaIImDJk8P/P\r\nDb4TNQHgI/1AA1C+AaQaABxAcgc=\n", "", "*",
+        ] {
             seeds.append(seed(.base64, text))
         }
         for text in ["a_RVfN", "ed25519:a_RVfN", "ed25519:", "a b", "a,b", String(repeating: "v", count: 256), "é"] {
@@ -168,7 +177,9 @@ enum EncodingsTarget: FuzzTarget {
         for text in ["example.org", "example.org:8448", "[::1]:8448", "[2001:db8::1]", "1.2.3.4:5", "a:123456", "[]", "ex ample.org", ""] {
             seeds.append(seed(.serverName, text))
         }
-        for text in ["500ms", "30s", "5m", "12h", "1d", "1w", "1h30m", "90", "999999999999", "1000000000000", "15250w", "99999999999w", "1x", "s"] {
+        for text in [
+            "500ms", "30s", "5m", "12h", "1d", "1w", "1h30m", "90", "999999999999", "1000000000000", "15250w", "99999999999w", "1x", "s",
+        ] {
             seeds.append(seed(.duration, text))
         }
         seeds.append([Subject.utf8.rawValue] + Array("日本語 😀 é".utf8) + [0xED, 0xA0, 0x80, 0xC0, 0xAF, 0xF4, 0x90, 0x80, 0x80])

@@ -1,4 +1,5 @@
 import FuzzSupport
+
 @testable import SigilCore
 
 @_cdecl("FuzzKeyFile_main")

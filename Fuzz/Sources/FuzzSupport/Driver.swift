@@ -1,7 +1,7 @@
 internal import CFuzzDriver
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What a fuzz target does with one input, and the inputs its corpus was first seeded from.

@@ -22,14 +22,18 @@ public enum Grammar {
                 port = bytes[(close + 2)...]
             }
             let inner = host.dropFirst().dropLast()
-            let ipv6 = inner.allSatisfy { isDigit($0) || ($0 >= 0x41 && $0 <= 0x46) || ($0 >= 0x61 && $0 <= 0x66) || $0 == 0x3A || $0 == 0x2E }
+            let ipv6 = inner.allSatisfy {
+                isDigit($0) || ($0 >= 0x41 && $0 <= 0x46) || ($0 >= 0x61 && $0 <= 0x66) || $0 == 0x3A || $0 == 0x2E
+            }
             guard (2...45).contains(inner.count), ipv6 else { return false }
         } else {
             if let colon = bytes.firstIndex(of: UInt8(ascii: ":")) {
                 host = bytes[..<colon]
                 port = bytes[(colon + 1)...]
             }
-            guard (1...255).contains(host.count), host.allSatisfy({ isDigit($0) || isAlpha($0) || $0 == 0x2D || $0 == 0x2E }) else { return false }
+            guard (1...255).contains(host.count), host.allSatisfy({ isDigit($0) || isAlpha($0) || $0 == 0x2D || $0 == 0x2E }) else {
+                return false
+            }
         }
         if let port {
             guard (1...5).contains(port.count), port.allSatisfy(isDigit) else { return false }

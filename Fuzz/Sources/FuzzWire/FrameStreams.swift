@@ -72,7 +72,9 @@ enum FrameStreams {
                 let frame = Frame(header: header, body: Array(decoder.buffer[range]))
                 // Put back and read again: the same frame.
                 decoder.unread(header)
-                guard case .frame(let again, let range2)? = try? decoder.next(), again == header, decoder.buffer[range2].elementsEqual(frame.body) else {
+                guard case .frame(let again, let range2)? = try? decoder.next(), again == header,
+                    decoder.buffer[range2].elementsEqual(frame.body)
+                else {
                     fuzzCheck(false, "unread then next gave another frame")
                     return (frames, .needMoreData(buffered: -1))
                 }

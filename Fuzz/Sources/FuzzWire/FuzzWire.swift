@@ -50,9 +50,13 @@ enum WireTarget: FuzzTarget {
             let fields = try? SignRequestFields(reading: body)
             fuzzCheck(fields != nil, "SignRequestFields refused what decode read")
             // Both paths judge the fields alike.
-            fuzzCheck(fields?.problem == expectedProblem(params), "the daemon's grammar check says \(String(describing: fields?.problem)), the spec's grammar \(String(describing: expectedProblem(params)))")
+            fuzzCheck(
+                fields?.problem == expectedProblem(params),
+                "the daemon's grammar check says \(String(describing: fields?.problem)), the spec's grammar \(String(describing: expectedProblem(params)))"
+            )
             if let fields {
-                fuzzCheck(fields.origin.elementsEqual(params.origin.utf8) && fields.uri.elementsEqual(params.uri.utf8), "the field views differ")
+                fuzzCheck(
+                    fields.origin.elementsEqual(params.origin.utf8) && fields.uri.elementsEqual(params.uri.utf8), "the field views differ")
                 fuzzCheck(fields.content.map { Array($0) } == params.content, "content differs")
             }
         }
@@ -65,7 +69,9 @@ enum WireTarget: FuzzTarget {
             fuzzCheck(false, "an encoded frame does not decode")
             return
         }
-        fuzzCheck(header.opcode == opcode.rawValue && header.requestID == 0x0102_0304 && !header.isBatch && !header.isResponse, "frame header \(header)")
+        fuzzCheck(
+            header.opcode == opcode.rawValue && header.requestID == 0x0102_0304 && !header.isBatch && !header.isResponse,
+            "frame header \(header)")
         fuzzCheck(decoder.buffer[range].elementsEqual(body), "frame body differs")
     }
 
@@ -107,7 +113,9 @@ enum WireTarget: FuzzTarget {
         for item in items { writer.bytesField(item) }
         fuzzCheck(writer.bytes.elementsEqual(body), "batch items do not re-encode to the body")
         for item in items {
-            let inside = body.baseAddress! <= item.baseAddress ?? body.baseAddress! && (item.baseAddress ?? body.baseAddress!) + item.count <= body.baseAddress! + body.count
+            let inside =
+                body.baseAddress! <= item.baseAddress ?? body.baseAddress!
+                && (item.baseAddress ?? body.baseAddress!) + item.count <= body.baseAddress! + body.count
             fuzzCheck(inside, "an item outside the body")
         }
     }
@@ -116,27 +124,47 @@ enum WireTarget: FuzzTarget {
         let key = PublicKey(base64: "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI")!
         let signature = Signature(base64: "UxgQZoKQVT7ekj4hjL7QlLRJwA7YaGP7mDBBXDITiGiVDxcGOep/LlSrlzfWGQ6GvgeMdydmBp2v9r+rHdKhDA")!
         let requests: [Request] = [
-            .hello(clientName: "mmr-worker"), .hello(clientName: "pager", page: HelloPage(cursor: "example.org")), .ping(payload: [1, 2, 3]),
+            .hello(clientName: "mmr-worker"), .hello(clientName: "pager", page: HelloPage(cursor: "example.org")),
+            .ping(payload: [1, 2, 3]),
             .listKeys(), .listKeys(cursor: ""), .listKeys(cursor: "example.org"), .stats,
             .signRequest(SignRequestParams(origin: "domain", destination: "example.org", uri: "/_matrix/federation/v1/media/download/abc")),
-            .signRequest(SignRequestParams(origin: "domain", destination: "example.org", method: "PUT", uri: "/x", content: Array(#"{"a":1}"#.utf8))),
+            .signRequest(
+                SignRequestParams(origin: "domain", destination: "example.org", method: "PUT", uri: "/x", content: Array(#"{"a":1}"#.utf8))),
             .signJSON(server: "domain", json: Array(#"{"a":1}"#.utf8)),
             .signRaw(server: "domain", keyID: "ed25519:1", message: [0, 1]), .signRaw(server: "domain", keyID: nil, message: []),
             .verify(VerifyParams(key: .publicKey(key), message: [1], signature: signature.bytes)),
             .verify(VerifyParams(key: .keyID(server: "domain", id: "ed25519:1"), message: [1], signature: signature.bytes)),
             .verifyJSON(VerifyJSONParams(server: "domain", keys: [("ed25519:1", key)], json: Array("{}".utf8))),
-            .verifyRequest(VerifyRequestParams(
-                authorizations: ["X-Matrix origin=domain,key=ed25519:1,sig=\(signature.base64)"], method: "GET", uri: "/x", destination: "example.org",
-                keys: [GivenKey(server: "domain", id: "ed25519:1", publicKey: key)])),
+            .verifyRequest(
+                VerifyRequestParams(
+                    authorizations: ["X-Matrix origin=domain,key=ed25519:1,sig=\(signature.base64)"], method: "GET", uri: "/x",
+                    destination: "example.org",
+                    keys: [GivenKey(server: "domain", id: "ed25519:1", publicKey: key)])),
             .keyDocument(server: "domain", validUntilTS: 1_700_000_000_000),
         ]
         let responses: [(Opcode, Response)] = [
-            (.hello, .hello(HelloInfo(maxFrameLength: 65536, maxBatchItems: 256, maxInFlight: 16, operations: Opcode.allCases, servers: ["domain"], daemonVersion: "0.1"))),
+            (
+                .hello,
+                .hello(
+                    HelloInfo(
+                        maxFrameLength: 65536, maxBatchItems: 256, maxInFlight: 16, operations: Opcode.allCases, servers: ["domain"],
+                        daemonVersion: "0.1"))
+            ),
             (.ping, .pong(payload: [9])),
-            (.listKeys, .keys(KeyListing(servers: [KeyListing.Server(name: "domain", keys: [KeyListing.Key(id: "ed25519:1", publicKey: key, state: .signing, expiredTS: 0)])]))),
+            (
+                .listKeys,
+                .keys(
+                    KeyListing(servers: [
+                        KeyListing.Server(
+                            name: "domain", keys: [KeyListing.Key(id: "ed25519:1", publicKey: key, state: .signing, expiredTS: 0)])
+                    ]))
+            ),
             (.signRaw, .signature(keyID: KeyID("ed25519:1")!, signature)), (.verify, .verified(true)),
             (.verifyJSON, .verifiedJSON(JSONVerdict(isValid: false, outcomes: [("ed25519:1", .invalid)]))),
-            (.verifyRequest, .verifiedRequest(RequestVerification(verdict: .badSignature, origin: "domain", keyID: "ed25519:1", detail: "no"))),
+            (
+                .verifyRequest,
+                .verifiedRequest(RequestVerification(verdict: .badSignature, origin: "domain", keyID: "ed25519:1", detail: "no"))
+            ),
             (.signJSON, .signedJSON(Array("{}".utf8))),
         ]
         var seeds: [[UInt8]] = []
@@ -157,10 +185,12 @@ enum WireTarget: FuzzTarget {
             response.encodeBody(into: &body)
             seeds.append([2, opcode.rawValue] + body.bytes)
             seeds.append([3, 0x80, opcode.rawValue, 0] + body.bytes)
-            seeds.append([3, 0x81, opcode.rawValue, 0, 0, 2, 0, 0, 0, UInt8(body.bytes.count)] + body.bytes + [5, 0, 0, 0, 4, 0, 2, 0x68, 0x69])
+            seeds.append(
+                [3, 0x81, opcode.rawValue, 0, 0, 2, 0, 0, 0, UInt8(body.bytes.count)] + body.bytes + [5, 0, 0, 0, 4, 0, 2, 0x68, 0x69])
         }
         var batch = WireWriter()
-        Request.encodeBatch([.signRaw(server: "d", keyID: nil, message: [1]), .signRaw(server: "d", keyID: nil, message: [])], requestID: 1, into: &batch)
+        Request.encodeBatch(
+            [.signRaw(server: "d", keyID: nil, message: [1]), .signRaw(server: "d", keyID: nil, message: [])], requestID: 1, into: &batch)
         seeds.append([4, 8] + batch.bytes.dropFirst(Wire.headerSize))
         return seeds
     }

@@ -67,7 +67,8 @@ enum XMatrixTarget: FuzzTarget {
         guard case .valid(let origin, let keyID) = result else { return }
         let parsed = try? XMatrixAuthorization(parsing: request.header)
         fuzzCheck(parsed?.origin == origin && keyID == key.id, "valid for \(origin) \(keyID) from \(request.header)")
-        let own = try? signer.sign(origin: origin, destination: request.destination, method: request.method, uri: request.uri, content: request.content, key: key)
+        let own = try? signer.sign(
+            origin: origin, destination: request.destination, method: request.method, uri: request.uri, content: request.content, key: key)
         fuzzCheck(own?.signature == parsed?.signature, "a signature the signer would not make verified")
     }
 
@@ -75,7 +76,8 @@ enum XMatrixTarget: FuzzTarget {
         let signed: SignedRequest
         do {
             signed = try signer.sign(
-                origin: request.origin, destination: request.destination, method: request.method, uri: request.uri, content: request.content,
+                origin: request.origin, destination: request.destination, method: request.method, uri: request.uri,
+                content: request.content,
                 key: key)
         } catch {
             let expected = expectedRefusal(request)
@@ -106,7 +108,8 @@ enum XMatrixTarget: FuzzTarget {
         let forged = header(signature: tampered)
         fuzzCheck(verify(forged) == .badSignature(key.id), "a changed signature gave \(verify(forged))")
         let elsewhere = request.destination == "other.example" ? "another.example" : "other.example"
-        fuzzCheck(verify(signed.header, destination: elsewhere) == .destinationMismatch(request.destination), "replay to another destination")
+        fuzzCheck(
+            verify(signed.header, destination: elsewhere) == .destinationMismatch(request.destination), "replay to another destination")
         if request.content != nil {
             fuzzCheck(verify(signed.header, content: .some(nil)) == .badSignature(key.id), "verified without its body")
         }
@@ -130,14 +133,22 @@ enum XMatrixTarget: FuzzTarget {
 
     static var seeds: [[UInt8]] {
         let vectors: [(String, String, String, String?, String)] = [
-            ("example.org", "GET", "/_matrix/federation/v1/media/download/abc123", nil,
-             "UxgQZoKQVT7ekj4hjL7QlLRJwA7YaGP7mDBBXDITiGiVDxcGOep/LlSrlzfWGQ6GvgeMdydmBp2v9r+rHdKhDA"),
-            ("example.org:8448", "GET", "/_matrix/federation/v1/media/thumbnail/abc123?width=32&height=32&method=crop", nil,
-             "xUdl0crwyIIxOoybW4873YLdTI/rENy856g/SH9OLZkeNyMDpmyxNpCr53LWHnEYO5PQ9OJ/6JKqkbkpV0IdCg"),
-            ("example.org", "PUT", "/_matrix/federation/v1/send/1", #"{"pdus": [], "edus": []}"#,
-             "UHEIs1sToaPQ7o8tKTAPKYmK1R4jt64IKM/aaTH51wdAtzU6wWFd6r+bIC5Y+/LWozlLxBq9706047+gWxfuBg"),
-            ("[::1]:8448", "GET", "/_matrix/key/v2/query/a%2Fb?x=1", nil,
-             "nmlKmVMLJQ+4YgYc7hip1fXpVuSNFPd2DstsoKToq+bwYQj9Z4xL7GKsgHCpRnYpAK1anavGLD4CpJ/+d3S5Bg"),
+            (
+                "example.org", "GET", "/_matrix/federation/v1/media/download/abc123", nil,
+                "UxgQZoKQVT7ekj4hjL7QlLRJwA7YaGP7mDBBXDITiGiVDxcGOep/LlSrlzfWGQ6GvgeMdydmBp2v9r+rHdKhDA"
+            ),
+            (
+                "example.org:8448", "GET", "/_matrix/federation/v1/media/thumbnail/abc123?width=32&height=32&method=crop", nil,
+                "xUdl0crwyIIxOoybW4873YLdTI/rENy856g/SH9OLZkeNyMDpmyxNpCr53LWHnEYO5PQ9OJ/6JKqkbkpV0IdCg"
+            ),
+            (
+                "example.org", "PUT", "/_matrix/federation/v1/send/1", #"{"pdus": [], "edus": []}"#,
+                "UHEIs1sToaPQ7o8tKTAPKYmK1R4jt64IKM/aaTH51wdAtzU6wWFd6r+bIC5Y+/LWozlLxBq9706047+gWxfuBg"
+            ),
+            (
+                "[::1]:8448", "GET", "/_matrix/key/v2/query/a%2Fb?x=1", nil,
+                "nmlKmVMLJQ+4YgYc7hip1fXpVuSNFPd2DstsoKToq+bwYQj9Z4xL7GKsgHCpRnYpAK1anavGLD4CpJ/+d3S5Bg"
+            ),
             ("example.org", "GET", "/x", "null", "D5aG71ruFTcnTGsLt4RZFA8uPInvqFd3mKJVn5aYT3fCZQQzD8yR7lo+gqJMpQNdoAQmLXAYX/D66sa66We0Aw"),
         ]
         var seeds: [[UInt8]] = []
@@ -154,7 +165,10 @@ enum XMatrixTarget: FuzzTarget {
         for header in ["X-Matrix", "X-Matrix ", #"X-Matrix origin="domain"#, #"X-Matrix origin="domain",,key="ed25519:1""#, "Bearer x"] {
             seeds.append(Array("domain\nexample.org\nGET\n/\n\(header)\n".utf8))
         }
-        seeds.append(Array("[2001:db8::1]\n1.2.3.4:5\nPOST\n/a?b\nX-Matrix origin=[2001:db8::1],key=ed25519:1,sig=AAAA\n{\"b\":[1,{\"a\":null}]}".utf8))
+        seeds.append(
+            Array(
+                "[2001:db8::1]\n1.2.3.4:5\nPOST\n/a?b\nX-Matrix origin=[2001:db8::1],key=ed25519:1,sig=AAAA\n{\"b\":[1,{\"a\":null}]}".utf8)
+        )
         return seeds
     }
 }
