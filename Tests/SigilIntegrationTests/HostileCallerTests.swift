@@ -197,7 +197,8 @@ extension DaemonEndToEnd {
             "many connections that never read: the buffered-memory budget closes the largest, RSS stays bounded, the admin socket answers",
             .enabled(
                 if: Sanitizer.none,
-                "a sanitizer's allocator (ASan's quarantine, TSan's shadow memory) keeps memory resident, so RSS says nothing about the budget"))
+                "a sanitizer's allocator (ASan's quarantine, TSan's shadow memory) keeps memory resident, so RSS says nothing about the budget"
+            ))
         func nonReaders() throws {
             let directory = TemporaryDirectory()
             let daemon = try DaemonFixture(
