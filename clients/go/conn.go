@@ -418,7 +418,10 @@ func (cn *conn) dispatch(frame []byte, me *call) (r reply, mine bool, err error)
 		return reply{}, false, protocolError(op, "bad frame header % x", frame[4:8])
 	}
 	body := append([]byte(nil), frame[headerLength:]...)
-	if cn.replies.Add(1) == 1 {
+	// A frame with request ID 0 answers no call: it is the daemon refusing the connection (at
+	// accept: DENIED or BUSY) or a frame it could not read. It must not reset the back-off, or a
+	// client that is refused at every connection would reconnect for every call.
+	if id != 0 && cn.replies.Add(1) == 1 {
 		cn.client.answered()
 	}
 	cn.mu.Lock()
@@ -482,9 +485,21 @@ func (cn *conn) fail(cause error) {
 		return
 	}
 	var se *StatusError
+	if cn.replies.Load() == 0 && (errors.Is(cause, errEOF) || errors.Is(cause, syscall.ECONNRESET) || errors.Is(cause, syscall.EPIPE)) {
+		// A write can fail before the reader has seen the one frame a refused connection gets;
+		// look for it in what the socket still holds.
+		if refusal := cn.peekRefusal(); refusal != nil {
+			cause = refusal
+		}
+	}
 	switch {
 	case errors.Is(cause, ErrClosed):
 		cn.broken = ErrClosed
+	case errors.As(cause, &se) && cn.replies.Load() == 0 && (se.Status == StatusDenied || se.Status == StatusBusy):
+		// Refused at accept, with the reason: no access rule of the listener matches this
+		// process's uid and groups (DENIED), or a connection cap (BUSY). errors.As finds the
+		// StatusError.
+		cn.broken = unavailable("sigild refused the connection", cause)
 	case errors.As(cause, &se):
 		cn.broken = unavailable("the daemon closed the connection", cause)
 	case cn.replies.Load() == 0 && (errors.Is(cause, errEOF) || errors.Is(cause, syscall.ECONNRESET) || errors.Is(cause, syscall.EPIPE)):
@@ -522,4 +537,23 @@ func (cn *conn) fail(cause error) {
 func decodeMessage(body []byte) string {
 	d := decoder{b: body}
 	return d.str("message")
+}
+
+// peekRefusal finds the frame sigild sends a connection it refuses at accept (request ID 0, a
+// status, the reason as its message) at the start of what the socket still holds, unread.
+func (cn *conn) peekRefusal() *StatusError {
+	buf := make([]byte, 4096)
+	n := cn.sock.peek(buf)
+	if n < headerLength {
+		return nil
+	}
+	length := int(binary.BigEndian.Uint32(buf[0:4]))
+	if length < headerLength-4 || 4+length > n {
+		return nil
+	}
+	op, flags, status, id := buf[5], buf[6], buf[7], binary.BigEndian.Uint32(buf[8:12])
+	if buf[4] != protocolVersion || flags&flagResponse == 0 || status == StatusOK || id != 0 {
+		return nil
+	}
+	return &StatusError{Status: status, Op: op, Message: decodeMessage(buf[headerLength : 4+length])}
 }

@@ -81,3 +81,12 @@ func (s *socketFD) recv(b []byte) (int, error) {
 	defer s.release()
 	return recvSome(s.fd, b)
 }
+
+// peek copies what the socket holds unread into b, without taking it and without waiting.
+func (s *socketFD) peek(b []byte) int {
+	if !s.acquire() {
+		return 0
+	}
+	defer s.release()
+	return peekNow(s.fd, b)
+}

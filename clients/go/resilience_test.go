@@ -405,11 +405,21 @@ func openConnections(t *testing.T, watcher *Client) int {
 func TestRefusedConnectionGivesTheDaemonsReason(t *testing.T) {
 	d := startDaemon(t, daemonConfig{limits: "  max_connections_per_uid: 1\n"})
 	ctx := testContext(t, 30*time.Second)
-	first := New(d.socket(), Options{MaxConns: 1})
-	defer first.Close()
-	if err := first.Ping(ctx); err != nil {
-		t.Fatalf("first client: %v", err)
+	// The fixture's own readiness probe may still hold the uid's one connection for a moment.
+	var first *Client
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		first = New(d.socket(), Options{MaxConns: 1})
+		err := first.Ping(ctx)
+		if err == nil {
+			break
+		}
+		first.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("first client: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
+	defer first.Close()
 	second := New(d.socket(), Options{MaxConns: 1})
 	defer second.Close()
 	err := second.Ping(ctx)

@@ -112,3 +112,17 @@ func closeSocket(fd int) { syscall.Close(fd) }
 func notSent(err error) bool {
 	return err == syscall.EPIPE || err == syscall.ECONNRESET || err == syscall.ENOTCONN
 }
+
+// peekNow copies what the socket holds unread into b, without taking it and without waiting.
+func peekNow(fd int, b []byte) int {
+	for {
+		n, _, err := syscall.Recvfrom(fd, b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || n < 0 {
+			return 0
+		}
+		return n
+	}
+}

@@ -94,13 +94,14 @@ func TestDenied(t *testing.T) {
 		t.Fatal("a refusal replaced the connection")
 	}
 
-	// A caller that no rule of the listener matches is refused at accept, without a word: the
-	// client cannot know why, and says what the likely reason is.
+	// A caller that no rule of the listener matches is refused at accept, with one DENIED frame
+	// (request ID 0): the daemon is unavailable to it, and the StatusError says why.
 	stranger := New(d.path("stranger.sock"), Options{})
 	defer stranger.Close()
 	_, err = stranger.SignRequest(ctx, "domain", "matrix.org", "GET", media, nil)
 	var se *StatusError
-	if !errors.Is(err, ErrUnavailable) || errors.As(err, &se) || !strings.Contains(err.Error(), "no access rule of the listener matches") {
+	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &se) || se.Status != StatusDenied ||
+		!strings.Contains(err.Error(), "sigild refused the connection") || !strings.Contains(se.Message, "no access rule of listener stranger") {
 		t.Fatalf("a caller no rule matches: %v", err)
 	}
 }
