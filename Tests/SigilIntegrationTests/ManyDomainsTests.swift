@@ -206,5 +206,50 @@ extension DaemonEndToEnd {
             #expect(warned.status == 0, "\(warned.output)")
             #expect(warned.output.contains("uri_prefixes entry /_matrix/federation/v1/media does not end in '/'"), "\(warned.output)")
         }
+
+        @Test("HELLO and LIST_KEYS show a caller exactly the servers its rules name, out of 2,000, by name or by pattern")
+        func visibility() throws {
+            let directory = TemporaryDirectory()
+            _ = try Self.makeKeys(directory, count: 2000)
+            let config = """
+                listen:
+                  - name: one
+                    path: {dir}/one.sock
+                    access:
+                      - uid: \(getuid())
+                        operations: [sign_request, list_keys]
+                        servers: [d5.example, not-loaded.example]
+                  - name: some
+                    path: {dir}/s.sock
+                    access:
+                      - uid: \(getuid())
+                        operations: [sign_request]
+                        servers: ["*.example"]
+                      - uid: \(getuid())
+                        operations: [list_keys]
+                        servers: [d7.example, d1999.example]
+                key_directories:
+                  - path: {dir}/keys
+                """
+            let daemon = try DaemonFixture(config: config, directory: directory, readyTimeout: 120)
+            defer { daemon.stop() }
+            let one = SigilClient(socketPath: directory.file("one.sock"), timeout: 30)
+            defer { one.close() }
+            let hello = try one.hello(cursor: "")
+            #expect(hello.servers == ["d5.example"] && hello.page?.serverTotal == 1 && hello.page?.nextCursor == "")
+            #expect(try one.listKeys().servers.map(\.name) == ["d5.example"])
+            let some = daemon.client(timeout: 30)
+            defer { some.close() }
+            var names: [String] = []
+            var cursor = ""
+            repeat {
+                let page = try some.hello(cursor: cursor)
+                #expect(page.page?.serverTotal == 2000)
+                names += page.servers
+                cursor = page.page?.nextCursor ?? ""
+            } while !cursor.isEmpty
+            #expect(names.count == 2000 && names == names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+            #expect(try some.listKeys().servers.map(\.name) == ["d1999.example", "d7.example"])
+        }
     }
 }
