@@ -83,15 +83,23 @@ final class ConcurrentYardstick {
     private let secret: UnsafeMutableRawPointer
 
     /// `operations`: one period of the mix, each with the bytes the daemon would sign or verify.
-    init(cpus: [Int], operations: [(verify: Bool, message: [UInt8])]) throws {
-        precondition(sodium_init() >= 0 && !operations.isEmpty)
+    /// `keys`: signing keys to sign with in turn, in a shuffled order (a daemon signing for many
+    /// origins touches another key each time; one key stays in the cache).
+    init(cpus: [Int], operations: [(verify: Bool, message: [UInt8])], keys: Int = 1) throws {
+        precondition(sodium_init() >= 0 && !operations.isEmpty && keys >= 1)
         shared = Shared(threads: cpus.count)
-        // The secret key in sodium_malloc memory, read-only, as the daemon keeps its keys.
-        secret = sodium_malloc(Int(crypto_sign_secretkeybytes()))!
+        // The secret keys in sodium_malloc memory, read-only, as the daemon keeps its keys.
+        let keyBytes = Int(crypto_sign_secretkeybytes())
+        secret = sodium_malloc(keyBytes * keys)!
         var publicKey = [UInt8](repeating: 0, count: Int(crypto_sign_publickeybytes()))
-        publicKey.withUnsafeMutableBytes {
-            _ = crypto_sign_keypair($0.baseAddress!.assumingMemoryBound(to: UInt8.self), secret.assumingMemoryBound(to: UInt8.self))
+        for key in (0..<keys).reversed() {
+            publicKey.withUnsafeMutableBytes {
+                _ = crypto_sign_keypair(
+                    $0.baseAddress!.assumingMemoryBound(to: UInt8.self), (secret + key * keyBytes).assumingMemoryBound(to: UInt8.self))
+            }
         }
+        // Key offsets in a shuffled order; the public key above is key 0's, for verifying.
+        let order: [Int] = keys == 1 ? [0] : (0..<keys).shuffled().map { $0 * keyBytes }
         let signatures = operations.map { operation in
             var signature = [UInt8](repeating: 0, count: 64)
             signature.withUnsafeMutableBytes { sig in
@@ -105,9 +113,10 @@ final class ConcurrentYardstick {
         let secretAddress = UInt(bitPattern: secret)
         for (index, cpu) in cpus.enumerated() {
             threads.append(
-                try PosixThread(name: "raw-yardstick") { [shared, operations, signatures, publicKey] in
+                try PosixThread(name: "raw-yardstick") { [shared, operations, signatures, publicKey, order] in
                     try? Posix.setAffinity(thread: 0, cpus: [cpu])
-                    let secret = UnsafeRawPointer(bitPattern: secretAddress)!
+                    let base = UnsafeRawPointer(bitPattern: secretAddress)!
+                    var next = index % order.count
                     var out = [UInt8](repeating: 0, count: 64)
                     var count: UInt64 = 0
                     let start = Posix.threadCPUNanoseconds()
@@ -122,7 +131,8 @@ final class ConcurrentYardstick {
                                                     sig.baseAddress, msg.baseAddress, msg.count, pk.baseAddress)
                                             }
                                         } else {
-                                            _ = CSodiumShims_sign_detached(o.baseAddress, msg.baseAddress, msg.count, secret)
+                                            _ = CSodiumShims_sign_detached(o.baseAddress, msg.baseAddress, msg.count, base + order[next])
+                                            next = next + 1 == order.count ? 0 : next + 1
                                         }
                                     }
                                 }

@@ -58,7 +58,11 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Servers a started sigild holds, each with its own key, from a key directory (bench0.local …).")
     var servers = 1
 
-    @Flag(help: "Sign as origins chosen at random among all --servers (up to 16,384 distinct ones, used in turn), not as one.")
+    @Flag(
+        help: """
+            Sign as origins chosen at random among all --servers (up to 16,384 distinct ones, used in turn), not as one. \
+            The raw baseline (--same-core) then signs with as many keys, in a shuffled order.
+            """)
     var randomOrigins = false
 
     @Option(help: "Directory of generated key files to reuse between runs (created and filled if empty).")
@@ -183,7 +187,8 @@ func measure(
     let probe = target.pid.map(DaemonProbe.init)
     sleepSeconds(options.warmup)
     let yardstick = try placement.map { _ in
-        try ConcurrentYardstick(cpus: placement!.loopCPUs, operations: rawOperations(mix: mix, workload: workload))
+        try ConcurrentYardstick(
+            cpus: placement!.loopCPUs, operations: rawOperations(mix: mix, workload: workload), keys: max(Set(target.origins).count, 1))
     }
     phase.store(Phase.measure.rawValue, ordering: .relaxed)
     let cpuStart = probe?.cpuNanoseconds()
