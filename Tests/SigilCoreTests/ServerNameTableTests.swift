@@ -27,14 +27,23 @@ struct ServerNameTableTests {
         #expect(Self.lookup(table, names, "unknown.example.org") == nil)
     }
 
-    @Test("no names, one name, names of every length from 1 to 40 bytes")
+    @Test("no names, one name, names of every length from 1 to 80 bytes (held in the slot up to 54, past it compared with the String)")
     func smallTables() {
         #expect(Self.lookup(ServerNameTable([]), [], "a") == nil)
         #expect(Self.lookup(ServerNameTable(["a"]), ["a"], "a") == 0)
-        let names = (1...40).map { String(repeating: "a", count: $0) }
+        #expect(ServerNameTable.inlineNameBytes == 54)
+        let names = (1...80).map { String(repeating: "a", count: $0) }
         let table = ServerNameTable(names)
         for (index, name) in names.enumerated() { #expect(Self.lookup(table, names, name) == index) }
-        #expect(Self.lookup(table, names, String(repeating: "a", count: 41)) == nil)
+        #expect(Self.lookup(table, names, String(repeating: "a", count: 81)) == nil)
+        // The same length, one byte changed, at each end and across the inline boundary.
+        for length in [8, 53, 54, 55, 80] {
+            for position in [0, length / 2, length - 1] {
+                var bytes = Array(repeating: UInt8(ascii: "a"), count: length)
+                bytes[position] = UInt8(ascii: "b")
+                #expect(bytes.withUnsafeBytes { table.index(of: $0) { names[$0] } } == nil, "length \(length), byte \(position)")
+            }
+        }
     }
 
     @Test("the keyring answers serverIndex(forName:) through it, past four servers")
@@ -49,5 +58,8 @@ struct ServerNameTableTests {
             #expect(index.map { keyring.servers[$0].serverName } == "s\(n).org")
         }
         #expect(Array("s6.org".utf8).withUnsafeBytes { keyring.serverIndex(forName: $0) } == nil)
+        // The request path's key array: each server's signing key, in the servers' order.
+        #expect(keyring.signingKeys.map(\.id) == keyring.servers.map(\.signingKey.id))
+        #expect(keyring.signingKeys.map(\.publicKey) == keyring.servers.map(\.signingKey.publicKey))
     }
 }

@@ -69,6 +69,10 @@ public final class Keyring: Sendable {
     private let index: [String: Int]
     /// The same, by the bytes of a name (the request path's lookup).
     private let nameTable: ServerNameTable
+    /// Each server's signing key (`servers[i].signingKey`), side by side: the request path reads
+    /// one element here instead of a server's entry and then its key array (two cache misses
+    /// when origins are spread over many servers).
+    public let signingKeys: ContiguousArray<SigningKey>
     /// Whether the secret keys are locked into RAM.
     public let isLocked: Bool
     /// Guarded memory the secret keys take.
@@ -174,6 +178,7 @@ public final class Keyring: Sendable {
         for (position, server) in servers.enumerated() { index[server.serverName] = position }
         self.index = index
         nameTable = ServerNameTable(servers.map(\.serverName))
+        signingKeys = ContiguousArray(servers.map(\.signingKey))
     }
 
     public convenience init(sources: [Source], lockPolicy: MemoryLockPolicy) throws(KeyringError) {

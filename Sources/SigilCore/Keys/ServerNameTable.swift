@@ -7,56 +7,110 @@ internal import CSodiumShims
 /// request's bytes (a heap allocation for names over 15 bytes) and hash it with SipHash, which
 /// with 100,000 servers cost more than the rest of the request's parsing. Callers only look up;
 /// the names come from the operator's configuration, so a caller cannot lengthen a probe chain.
+///
+/// Each slot is one 64-byte cache line holding the hash's high bits, the server's index and, for
+/// names up to 54 bytes, the name itself: with origins spread over 100,000 servers a lookup
+/// then misses the cache once, where separate arrays of indices, tags and `String`s missed it
+/// three times (measured with `perf`: about 0.8 µs of a 24 µs SIGN_REQUEST). Longer names are
+/// compared with the keyring's `String`. 100,000 servers take 16 MiB.
 struct ServerNameTable: Sendable {
-    /// Server index + 1 per slot; 0 is empty.
-    private let slots: [Int32]
-    /// The hash's high bits per slot, compared before the names are.
-    private let tags: [UInt32]
+    /// Slot layout: tag (UInt32), server index + 1 (Int32, 0 is empty), length (UInt16), name.
+    static let slotBytes = 64
+    static let inlineNameBytes = slotBytes - 10
+    private static let lengthOffset = 8
+    private static let nameOffset = 10
+
+    /// Owns the slots; immutable once built, so sharing it between loops is safe.
+    private final class Slots: @unchecked Sendable {
+        let base: UnsafeMutableRawPointer
+        let count: Int
+
+        init(count: Int) {
+            self.count = count
+            base = UnsafeMutableRawPointer.allocate(byteCount: count * ServerNameTable.slotBytes, alignment: ServerNameTable.slotBytes)
+            base.initializeMemory(as: UInt8.self, repeating: 0, count: count * ServerNameTable.slotBytes)
+        }
+
+        deinit { base.deallocate() }
+    }
+
+    private let slots: Slots
     private let mask: Int
     private let seed: UInt64
 
     init(_ names: [String]) {
         var capacity = 8
         while capacity < names.count * 2 { capacity <<= 1 }
-        var slots = [Int32](repeating: 0, count: capacity)
-        var tags = [UInt32](repeating: 0, count: capacity)
+        let slots = Slots(count: capacity)
         var seed: UInt64 = 0
         withUnsafeMutableBytes(of: &seed) { CSodiumShims_randombytes($0.baseAddress, $0.count) }
         let mask = capacity - 1
         for (index, name) in names.enumerated() {
             var name = name
-            let hash = name.withUTF8 { ServerNameTable.hash(UnsafeRawBufferPointer($0), seed: seed) }
-            var slot = Int(truncatingIfNeeded: hash) & mask
-            while slots[slot] != 0 { slot = (slot + 1) & mask }
-            slots[slot] = Int32(index + 1)
-            tags[slot] = UInt32(truncatingIfNeeded: hash >> 32)
+            name.withUTF8 { utf8 in
+                let bytes = UnsafeRawBufferPointer(utf8)
+                let hash = ServerNameTable.hash(bytes, seed: seed)
+                var slot = Int(truncatingIfNeeded: hash) & mask
+                while slots.base.load(fromByteOffset: slot * Self.slotBytes + 4, as: Int32.self) != 0 { slot = (slot + 1) & mask }
+                let at = slots.base + slot * Self.slotBytes
+                at.storeBytes(of: UInt32(truncatingIfNeeded: hash >> 32), as: UInt32.self)
+                at.storeBytes(of: Int32(index + 1), toByteOffset: 4, as: Int32.self)
+                at.storeBytes(of: UInt16(bytes.count), toByteOffset: Self.lengthOffset, as: UInt16.self)
+                if bytes.count <= Self.inlineNameBytes, let source = bytes.baseAddress {
+                    (at + Self.nameOffset).copyMemory(from: source, byteCount: bytes.count)
+                }
+            }
         }
         self.slots = slots
-        self.tags = tags
         self.mask = mask
         self.seed = seed
     }
 
-    /// The index of the name whose bytes are `bytes`; `nameAt` gives the names by index.
+    /// The index of the name whose bytes are `bytes`; `nameAt` gives the names by index (read
+    /// only for names longer than a slot holds).
     @inline(__always)
     func index(of bytes: UnsafeRawBufferPointer, nameAt: (Int) -> String) -> Int? {
         let hash = ServerNameTable.hash(bytes, seed: seed)
         let tag = UInt32(truncatingIfNeeded: hash >> 32)
         var slot = Int(truncatingIfNeeded: hash) & mask
+        let base = slots.base
         while true {
-            let entry = slots[slot]
+            let at = base + slot * Self.slotBytes
+            let entry = at.load(fromByteOffset: 4, as: Int32.self)
             if entry == 0 { return nil }
-            if tags[slot] == tag {
+            if at.load(as: UInt32.self) == tag, Int(at.load(fromByteOffset: Self.lengthOffset, as: UInt16.self)) == bytes.count {
                 let index = Int(entry) - 1
-                let name = nameAt(index).utf8
-                let same =
-                    name.withContiguousStorageIfAvailable { stored in
-                        stored.count == bytes.count && zip(stored, bytes).allSatisfy { $0 == $1 }
-                    } ?? name.elementsEqual(bytes)
-                if same { return index }
+                if bytes.count <= Self.inlineNameBytes {
+                    if Self.equal(UnsafeRawPointer(at + Self.nameOffset), bytes) { return index }
+                } else {
+                    let name = nameAt(index).utf8
+                    let same =
+                        name.withContiguousStorageIfAvailable { stored in
+                            stored.count == bytes.count && zip(stored, bytes).allSatisfy { $0 == $1 }
+                        } ?? name.elementsEqual(bytes)
+                    if same { return index }
+                }
             }
             slot = (slot + 1) & mask
         }
+    }
+
+    /// Whether the `bytes.count` bytes at `stored` are `bytes`, compared a word at a time.
+    @inline(__always)
+    private static func equal(_ stored: UnsafeRawPointer, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while bytes.count - offset >= 8 {
+            if stored.loadUnaligned(fromByteOffset: offset, as: UInt64.self) != bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            {
+                return false
+            }
+            offset += 8
+        }
+        while offset < bytes.count {
+            if stored.load(fromByteOffset: offset, as: UInt8.self) != bytes[offset] { return false }
+            offset += 1
+        }
+        return true
     }
 
     /// A multiply-and-mix hash over 8-byte words (server names are short, and not chosen by the

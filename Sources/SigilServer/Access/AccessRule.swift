@@ -42,9 +42,11 @@ public struct AccessRule: Sendable, Equatable {
         (uid == nil || uid == caller.uid) && (gid.map(caller.isMember(of:)) ?? true)
     }
 
+    /// `name` is read only when the rule names servers or patterns (not for `*`).
     @inline(__always)
-    public func allowsServer(_ name: String) -> Bool {
-        servers?.matches(name) ?? true
+    public func allowsServer(_ name: @autoclosure () -> String) -> Bool {
+        guard let servers, !servers.matchesAll else { return true }
+        return servers.matches(name())
     }
 
     /// Whether a SIGN_REQUEST's method and uri fall within this rule's limits.

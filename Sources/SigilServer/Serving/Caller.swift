@@ -47,8 +47,8 @@ struct Caller: Sendable {
         init(_ rule: AccessRule) { self.rule = rule }
 
         @inline(__always)
-        func allows(server: String, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer) -> Bool {
-            rule.allowsServer(server) && rule.allowsRequest(method: method, uri: uri)
+        func allows(server: () -> String, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer) -> Bool {
+            rule.allowsServer(server()) && rule.allowsRequest(method: method, uri: uri)
         }
     }
     /// The listener's per-uid rate limit for signing operations, if it has one.
@@ -84,7 +84,9 @@ struct Caller: Sendable {
 
     /// SIGN_REQUEST: the op, the origin's server, and the rule's method and uri limits must all
     /// be granted by one rule.
-    func allowsSignRequest(server: String, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer) -> Bool {
+    /// `server` is called only if a rule names servers: the origin's `String` is then not read
+    /// on the hot path (with many servers, reading it is a cache miss).
+    func allowsSignRequest(server: () -> String, method: UnsafeRawBufferPointer, uri: UnsafeRawBufferPointer) -> Bool {
         for grant in signRequestRules where grant.allows(server: server, method: method, uri: uri) { return true }
         return false
     }

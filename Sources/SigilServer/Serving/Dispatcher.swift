@@ -380,41 +380,44 @@ struct Dispatcher {
             throw WireFailure(.badRequest, error.message)
         }
         // Usually the origin is one of our servers: then the keyring's own String serves the
-        // access check, and its grammar was checked when the keyring was loaded.
+        // access check, and its grammar was checked when the keyring was loaded. The String is
+        // read only when needed (a rule that names servers, a refusal, the audit).
         let keyring = state.keyring
         let known = keyring.serverIndex(forName: fields.origin)
         if let problem = fields.problem(originKnown: known != nil) { throw WireFailure(.badRequest, problem.description) }
-        let origin = known.map { keyring.servers[$0].serverName } ?? String(decoding: fields.origin, as: UTF8.self)
+        let origin = { known.map { keyring.servers[$0].serverName } ?? String(decoding: fields.origin, as: UTF8.self) }
         guard caller.allowsSignRequest(server: origin, method: fields.method, uri: fields.uri) else {
+            let origin = origin()
             let why =
                 caller.allows(.signRequest, server: origin)
                 ? "method or uri outside the granted prefixes" : "server \(origin) is not granted"
             refuse(.signRequest, why, caller: caller)
             context.audit?.record(
                 loop: loop, op: .signRequest, caller: caller, server: origin,
-                keyID: known.map { keyring.servers[$0].activeKeys[0].id.description } ?? "", request: fields, outcome: .denied)
+                keyID: known.map { keyring.signingKeys[$0].id.description } ?? "", request: fields, outcome: .denied)
             throw WireFailure(.denied, "sign_request for \(origin) (\(why)) is not allowed for \(caller.identity)")
         }
-        guard let known else { throw WireFailure(.unknownServer, "no keys for server \(origin)") }
+        guard let known else { throw WireFailure(.unknownServer, "no keys for server \(origin())") }
         var signature: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
         header.removeAll(keepingCapacity: true)
+        let key = keyring.signingKeys[known]
         do {
             try withUnsafeMutableBytes(of: &signature) { (sig) throws(XMatrixRequestError) in
                 try signer.sign(
                     origin: fields.origin, destination: fields.destination, method: fields.method, uri: fields.uri,
-                    content: fields.content, key: keyring.servers[known].activeKeys[0], signature: sig.baseAddress!,
+                    content: fields.content, key: key, signature: sig.baseAddress!,
                     header: &header, prevalidated: true, limits: json)
             }
         } catch {
             if case .invalidContent = error { throw WireFailure(.invalidJSON, error.description) }
             throw WireFailure(.badRequest, error.description)
         }
-        out.string(keyring.servers[known].activeKeys[0].id.description)
+        out.string(key.id.description)
         withUnsafeBytes(of: &signature) { out.bytes.append(contentsOf: $0) }
         header.withUnsafeBytes { out.string($0) }
-        context.audit?.record(
-            loop: loop, op: .signRequest, caller: caller, server: origin, keyID: keyring.servers[known].activeKeys[0].id.description,
-            request: fields)
+        if let audit = context.audit {
+            audit.record(loop: loop, op: .signRequest, caller: caller, server: origin(), keyID: key.id.description, request: fields)
+        }
     }
 }
 
