@@ -103,6 +103,63 @@ struct ConnectionEngineTests {
         #expect(try harness.responses().count == Int(id))
     }
 
+    @Test("one read of small requests for large replies: answering stops at max_pending_output and resumes, in order, as the client reads")
+    func outputCapHoldsWithinARead() throws {
+        let harness = try EngineHarness(limits: "  max_pending_output: 64KiB")
+        harness.clientReads = false
+        let payload = [UInt8](repeating: 7, count: 20_000)
+        let cap = 64 << 10
+        let oneReply = 4 + Wire.headerSize + payload.count + 64
+        // Twenty PINGs in one read (under frames_per_turn): before, all twenty were answered at
+        // once, 400 KB waiting for a client that reads nothing.
+        harness.send((1...20).flatMap { frameBytes(.ping(payload: payload), id: UInt32($0)) })
+        var pending: Int { harness.engine.queuedBytes + harness.engine.output.bytes.count }
+        #expect(pending <= cap + oneReply, "\(pending) bytes pending")
+        #expect(harness.engine.stalled)
+        #expect(!harness.engine.wantsInput)
+        #expect(!harness.wantsMoreTurns, "a stalled connection waits for the client, not for a turn")
+        #expect(harness.nextTurn().isEmpty, "an unscheduled turn answers nothing")
+        var answered = try harness.responses().map(\.header.requestID)
+        #expect(answered.count < 20)
+        var rounds = 0
+        while answered.count < 20 && rounds < 50 {
+            rounds += 1
+            harness.clientDrains()
+            harness.clientReads = false
+            while harness.wantsMoreTurns { harness.nextTurn() }
+            #expect(pending <= cap + oneReply, "\(pending) bytes pending")
+            answered += try harness.responses().map(\.header.requestID)
+        }
+        #expect(answered == Array(1...20), "every PING answered once, in order")
+        #expect(!harness.engine.stalled)
+        harness.clientDrains()
+        #expect(harness.engine.wantsInput)
+        #expect(harness.engine.isIdle)
+    }
+
+    @Test("a stalled connection that half-closes still gets every answer, then closes")
+    func stalledThenEOF() throws {
+        let harness = try EngineHarness(limits: "  max_pending_output: 64KiB")
+        harness.clientReads = false
+        let payload = [UInt8](repeating: 7, count: 20_000)
+        harness.send((1...12).flatMap { frameBytes(.ping(payload: payload), id: UInt32($0)) })
+        harness.endOfInput()
+        #expect(harness.engine.stalled)
+        #expect(!harness.engine.isClosed)
+        var answered: [UInt32] = []
+        var rounds = 0
+        while !harness.engine.isClosed && rounds < 50 {
+            rounds += 1
+            answered += try harness.responses().map(\.header.requestID)
+            harness.clientDrains()
+            while harness.wantsMoreTurns { harness.nextTurn() }
+        }
+        answered += try harness.responses().map(\.header.requestID)
+        #expect(answered == Array(1...12))
+        #expect(harness.engine.isClosed)
+        #expect(harness.engine.closeReason == .peerClosed)
+    }
+
     @Test("large batches count towards max_in_flight and get BUSY past it; PINGs, single requests and small batches never do")
     func busy() throws {
         let harness = try EngineHarness(limits: "  max_in_flight: 2\n  offload_batch_items: 16")

@@ -145,6 +145,7 @@ final class EngineSession {
         handOver(engine.output.bytes)
         queued = total - sent
         let after = engine.flushed(sent: sent, queued: total - sent, now: now)
+        if after.contains(.continueLater) { turnScheduled = true }
         if after.contains(.shutdownWrite) { writeShut = true }
         if after.contains(.close) { close() }
     }
@@ -237,7 +238,9 @@ final class EngineSession {
         fuzzCheck(
             engine.decoder.bufferedCount <= 4 + Int(setup.limits.maxFrameLength) + EngineSession.maxRead,
             "\(engine.decoder.bufferedCount) bytes of input buffered")
-        let bound = setup.limits.maxPendingOutput + (4 + setup.maxReplyLength) * (ledger.framesInLastRead + setup.limits.maxInFlight)
+        // The cap, the reply that crossed it, the connection-fatal reply, and the batches in flight
+        // (they finish whether or not the client reads).
+        let bound = setup.limits.maxPendingOutput + (4 + setup.maxReplyLength) * (2 + setup.limits.maxInFlight)
         fuzzCheck(pending <= bound, "\(pending) bytes of replies pending, over \(bound)")
         fuzzCheck(engine.inFlight == pendingJobs.count, "in flight \(engine.inFlight), queued batches \(pendingJobs.count)")
         fuzzCheck(

@@ -18,9 +18,10 @@ public func fuzzConnectionEngineMain(argc: Int32, argv: UnsafeMutablePointer<Uns
 /// Checks: no crash or trap; every response frame decodes, answers an outstanding request (ID,
 /// opcode and BATCH bit) or is the one connection-fatal reply (request ID 0 when the header
 /// had not arrived), and nothing follows that; reply sizes within the protocol's bounds; no read
-/// while replies over max_pending_output wait or whole frames are backlogged, and pending
-/// output bounded by what the last read can produce; no write after the write side is shut;
-/// a connection that ends cleanly answered every request exactly once.
+/// while replies over max_pending_output wait or whole frames are backlogged; pending output
+/// within max_pending_output plus one reply, the fatal reply and the batches in flight; no
+/// write after the write side is shut; a connection that ends cleanly answered every request
+/// exactly once.
 enum ConnectionEngineTarget: FuzzTarget {
     static let readSizes = [
         1, 2, 3, 4, 5, 7, 8, 11, 12, 13, 15, 16, 17, 19, 23, 31, 32, 33, 47, 64, 100, 127, 128, 255, 256, 511, 1000, 1024, 4095, 4096,

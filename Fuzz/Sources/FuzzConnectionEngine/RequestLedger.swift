@@ -20,8 +20,6 @@ struct RequestLedger {
     /// The answer a connection-fatal length prefix calls for (request ID 0 and opcode 0 when its
     /// header had not fully arrived, or for a length below 8).
     private(set) var fatal: Key?
-    /// Whole frames completed by the most recent read.
-    private(set) var framesInLastRead = 0
 
     init(maxFrameLength: UInt32) {
         self.maxFrameLength = maxFrameLength
@@ -32,7 +30,6 @@ struct RequestLedger {
     /// Bytes the engine was given in one read; walks the frames they complete.
     mutating func received(_ bytes: ArraySlice<UInt8>) {
         sent += bytes
-        framesInLastRead = 0
         while fatal == nil, sent.count - walked >= 4 {
             let length =
                 UInt32(sent[walked]) << 24 | UInt32(sent[walked + 1]) << 16 | UInt32(sent[walked + 2]) << 8 | UInt32(sent[walked + 3])
@@ -48,7 +45,6 @@ struct RequestLedger {
             guard sent.count - walked >= 4 + Int(length) else { break }
             outstanding[key(at: walked), default: 0] += 1
             requestCount += 1
-            framesInLastRead += 1
             walked += 4 + Int(length)
         }
         // Keep only the partial frame.

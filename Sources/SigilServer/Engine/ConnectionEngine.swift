@@ -9,8 +9,10 @@ import SigilPosix
 /// Input is split into frames, each checked once (`FrameCheck`) and answered by the loop's
 /// dispatcher, at most `framesPerTurn` per turn so one flooding client cannot starve the others.
 /// Large batches are handed out to run on the thread pool; small requests are answered inline.
-/// Replies collect in `output`; the connection is not read while more than `maxPendingOutput`
-/// bytes wait for a client that does not read them.
+/// Replies collect in `output`; the connection is not read, and frames already read are not
+/// answered, while more than `maxPendingOutput` bytes wait for a client that does not read them
+/// (so one read full of small requests for large replies cannot pile up more than the cap and
+/// one reply).
 final class ConnectionEngine {
     enum Phase: Equatable {
         /// Reading and answering.
@@ -26,6 +28,9 @@ final class ConnectionEngine {
         case lingering(CloseReason)
         /// Done: the driver closes the socket (anything unsent is dropped).
         case closed(CloseReason)
+
+        /// Whether frames that arrived are still answered.
+        var answers: Bool { self == .open || self == .halfClosed }
     }
 
     enum CloseReason: Equatable, Sendable, CustomStringConvertible {
@@ -86,6 +91,9 @@ final class ConnectionEngine {
     private(set) var backlogged = false
     /// Unsent replies are over `maxPendingOutput`.
     private(set) var backpressured = false
+    /// Whole frames wait until the client reads its replies: answering stopped at the
+    /// output cap, and resumes (on a scheduled turn) once backpressure lifts.
+    private(set) var stalled = false
     private(set) var lastActivity: UInt64
     /// When the current partial frame started to arrive (while we read).
     private(set) var partialSince: UInt64?
@@ -118,7 +126,7 @@ final class ConnectionEngine {
     /// Whether the socket should be read now.
     var wantsInput: Bool {
         if case .lingering = phase { return true }
-        return phase == .open && !backlogged && !backpressured
+        return phase == .open && !backlogged && !stalled && !backpressured
     }
 
     var isClosed: Bool { if case .closed = phase { return true } else { return false } }
@@ -131,7 +139,9 @@ final class ConnectionEngine {
     }
 
     /// Nothing owed and nothing arriving.
-    var isIdle: Bool { inFlight == 0 && queuedBytes == 0 && output.bytes.isEmpty && !decoder.hasPartialFrame && !backlogged }
+    var isIdle: Bool {
+        inFlight == 0 && queuedBytes == 0 && output.bytes.isEmpty && !decoder.hasPartialFrame && !backlogged && !stalled
+    }
 
     /// Bytes this connection makes the daemon hold: the buffers' capacity (what they occupy,
     /// not just what they hold now), the replies in a queued write and the queued batches.
@@ -172,7 +182,7 @@ final class ConnectionEngine {
         guard phase == .open else { return [] }
         phase = .halfClosed
         // The rest of this turn's frames were already handled; a backlog continues on its turns.
-        return backlogged ? [] : finishIfDone(now: now)
+        return backlogged || stalled ? [] : finishIfDone(now: now)
     }
 
     /// The scheduled next turn for a backlog.
@@ -195,7 +205,7 @@ final class ConnectionEngine {
         }
         resetOutput()
         updateBackpressure()
-        return finishIfDone(now: now)
+        return resumeIfCaughtUp().union(finishIfDone(now: now))
     }
 
     /// A queued write completed.
@@ -205,7 +215,7 @@ final class ConnectionEngine {
         services.dispatcher.countBytes(out: count)
         guard !isClosed else { return [] }
         updateBackpressure()
-        var actions = finishIfDone(now: now)
+        var actions = resumeIfCaughtUp().union(finishIfDone(now: now))
         if !isClosed && queuedBytes == 0 && !output.bytes.isEmpty { actions.insert(.flush) }
         return actions
     }
@@ -286,7 +296,14 @@ final class ConnectionEngine {
         var handled = 0
         // One clock reading per frame: a frame's end is the next one's start.
         var mark = services.clock()
+        var overCap = false
         while handled < limits.framesPerTurn {
+            // Replies past the cap wait for the client to read, and so do the frames that ask
+            // for more (a small request can have a large reply).
+            if queuedBytes + output.bytes.count > limits.maxPendingOutput {
+                overCap = true
+                break
+            }
             let next: FrameDecoder.Next
             do {
                 next = try decoder.next()
@@ -304,7 +321,9 @@ final class ConnectionEngine {
         } else {
             partialSince = nil
         }
-        if handled == limits.framesPerTurn && decoder.hasCompleteFrame {
+        if overCap && decoder.hasCompleteFrame && phase.answers {
+            stalled = true
+        } else if handled == limits.framesPerTurn && decoder.hasCompleteFrame {
             if case .closing = phase {
             } else {
                 // More whole frames wait: finish them on a later turn, after every other
@@ -405,6 +424,14 @@ final class ConnectionEngine {
 
     // MARK: Output and closing
 
+    /// A stalled connection whose client has caught up gets its turns again.
+    private func resumeIfCaughtUp() -> Actions {
+        guard stalled && !backpressured && !isClosed else { return [] }
+        stalled = false
+        backlogged = true
+        return .continueLater
+    }
+
     private func updateBackpressure() {
         let pending = queuedBytes + output.bytes.count
         if !backpressured && pending > limits.maxPendingOutput {
@@ -427,7 +454,7 @@ final class ConnectionEngine {
     /// Closes when a closing or half-closed connection owes nothing more (after a framing error,
     /// lingers first).
     private func finishIfDone(now: UInt64) -> Actions {
-        let owesNothing = inFlight == 0 && queuedBytes == 0 && output.bytes.isEmpty && !backlogged
+        let owesNothing = inFlight == 0 && queuedBytes == 0 && output.bytes.isEmpty && !backlogged && !stalled
         switch phase {
         case .halfClosed where owesNothing && !decoder.hasCompleteFrame:
             phase = .closed(.peerClosed)

@@ -130,6 +130,8 @@ final class ConnectionDriver {
         }
         if written < total && !queueWrite(from: written) { return }
         let after = engine.flushed(sent: written, queued: total - written, now: worker.loop.now)
+        // The kernel took it all: a connection stalled at its output cap resumes on a turn.
+        if after.contains(.continueLater) { worker.scheduleBacklog(self) }
         if after.contains(.shutdownWrite) { shutdownWrite() }
         if after.contains(.close) { close() }
     }
