@@ -160,6 +160,100 @@ struct ConnectionEngineTests {
         #expect(harness.engine.closeReason == .peerClosed)
     }
 
+    @Test("a connection-fatal frame behind stalled frames is answered after every earlier reply, then the connection lingers")
+    func stalledThenFatal() throws {
+        let harness = try EngineHarness(limits: "  max_pending_output: 64KiB")
+        harness.clientReads = false
+        let payload = [UInt8](repeating: 7, count: 20_000)
+        harness.send(
+            (1...12).flatMap { frameBytes(.ping(payload: payload), id: UInt32($0)) }
+                + rawFrame(length: 70_000, opcode: 0x02, flags: 0, id: 99))
+        #expect(harness.engine.stalled)
+        var answered: [FrameHeader] = []
+        var rounds = 0
+        while rounds < 50 {
+            rounds += 1
+            answered += try harness.responses().map(\.header)
+            if case .lingering = harness.engine.phase { break }
+            harness.clientDrains()
+            harness.clientReads = false
+            while harness.wantsMoreTurns { harness.nextTurn() }
+        }
+        #expect(answered.map(\.requestID) == Array(1...12) + [99])
+        #expect(answered.last?.status == WireStatus.frameTooLarge.rawValue)
+        guard case .lingering = harness.engine.phase else {
+            Issue.record("not lingering: \(harness.engine.phase)")
+            return
+        }
+    }
+
+    @Test("large batches that finish while the connection is stalled are answered, and so is everything after them")
+    func stalledWithBatchesInFlight() throws {
+        let harness = try EngineHarness(limits: "  max_pending_output: 64KiB\n  offload_batch_items: 4\n  max_in_flight: 4")
+        harness.clientReads = false
+        let payload = [UInt8](repeating: 7, count: 20_000)
+        var bytes = batchFrame(signRequest(), count: 8, id: 100) + batchFrame(signRequest(), count: 8, id: 101)
+        bytes += (1...10).flatMap { frameBytes(.ping(payload: payload), id: UInt32($0)) }
+        bytes += batchFrame(signRequest(), count: 8, id: 102)
+        harness.send(bytes)
+        #expect(harness.engine.stalled)
+        harness.runJobs()
+        var answered: [UInt32] = []
+        var rounds = 0
+        while answered.count < 13 && rounds < 50 {
+            rounds += 1
+            answered += try harness.responses().map(\.header.requestID)
+            harness.clientDrains()
+            harness.clientReads = false
+            while harness.wantsMoreTurns { harness.nextTurn() }
+            harness.runJobs()
+        }
+        answered += try harness.responses().map(\.header.requestID)
+        #expect(answered.sorted() == Array(1...10) + [100, 101, 102])
+        harness.clientDrains()
+        #expect(harness.engine.isIdle && harness.engine.wantsInput)
+    }
+
+    @Test("a stalled client that reads nothing is cut off by write_timeout, and a drain waits for it until the deadline")
+    func stalledNonReader() throws {
+        let payload = [UInt8](repeating: 7, count: 20_000)
+        let burst = (1...12).flatMap { frameBytes(.ping(payload: payload), id: UInt32($0)) }
+        let harness = try EngineHarness(limits: "  max_pending_output: 64KiB\n  write_timeout: 2s")
+        harness.clientReads = false
+        harness.send(burst)
+        #expect(harness.engine.stalled && harness.engine.queuedBytes > 0)
+        harness.advance(1500)
+        #expect(!harness.engine.isClosed)
+        harness.advance(1500)
+        #expect(harness.engine.closeReason == .writeTimeout(2000))
+
+        let draining = try EngineHarness(limits: "  max_pending_output: 64KiB")
+        draining.clientReads = false
+        draining.send(burst)
+        draining.advance(5000, draining: true)
+        #expect(!draining.engine.isClosed, "a stalled connection is not quiet")
+    }
+
+    @Test(
+        "a client that reads as fast as we write: the stall resumes on turns (the kernel took it all), in order, then reading resumes and EOF closes"
+    )
+    func stallResumesWhenTheKernelTakesAll() throws {
+        let harness = try EngineHarness(limits: "  max_pending_output: 64KiB\n  frames_per_turn: 1000")
+        let payload = [UInt8](repeating: 7, count: 20_000)
+        harness.send((1...40).flatMap { frameBytes(.ping(payload: payload), id: UInt32($0)) })
+        #expect(!harness.engine.wantsInput)
+        var turns = 0
+        while harness.wantsMoreTurns && turns < 100 {
+            turns += 1
+            harness.nextTurn()
+        }
+        #expect(turns > 1, "the replies past the cap wait for a turn")
+        #expect(try harness.responses().map(\.header.requestID) == Array(1...40))
+        #expect(harness.engine.wantsInput && harness.engine.isIdle)
+        harness.endOfInput()
+        #expect(harness.engine.closeReason == .peerClosed)
+    }
+
     @Test("large batches count towards max_in_flight and get BUSY past it; PINGs, single requests and small batches never do")
     func busy() throws {
         let harness = try EngineHarness(limits: "  max_in_flight: 2\n  offload_batch_items: 16")

@@ -11,8 +11,8 @@ import SigilPosix
 /// Large batches are handed out to run on the thread pool; small requests are answered inline.
 /// Replies collect in `output`; the connection is not read, and frames already read are not
 /// answered, while more than `maxPendingOutput` bytes wait for a client that does not read them
-/// (so one read full of small requests for large replies cannot pile up more than the cap and
-/// one reply).
+/// (so one read full of small requests for large replies cannot pile up more than the cap, the
+/// reply that crossed it, a connection-fatal reply and the batches in flight).
 final class ConnectionEngine {
     enum Phase: Equatable {
         /// Reading and answering.
@@ -296,11 +296,15 @@ final class ConnectionEngine {
         var handled = 0
         // One clock reading per frame: a frame's end is the next one's start.
         var mark = services.clock()
+        // Re-judged on every turn: a turn that finds the replies under the cap answers.
+        stalled = false
         var overCap = false
+        // Nothing is written during a turn, so only `output` grows.
+        let room = limits.maxPendingOutput - queuedBytes
         while handled < limits.framesPerTurn {
             // Replies past the cap wait for the client to read, and so do the frames that ask
             // for more (a small request can have a large reply).
-            if queuedBytes + output.bytes.count > limits.maxPendingOutput {
+            if output.bytes.count > room {
                 overCap = true
                 break
             }

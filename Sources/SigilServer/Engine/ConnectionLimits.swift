@@ -7,7 +7,8 @@ public struct ConnectionLimits: Sendable, Equatable {
     public var maxInFlight: Int
     public var framesPerTurn: Int
     public var offloadBatchItems: Int
-    /// Unsent replies past which the connection is not read until the client reads.
+    /// Unsent replies past which the connection is not read, and frames already read are not
+    /// answered, until the client reads.
     public var maxPendingOutput: Int
     /// Milliseconds; `idleTimeout` 0 means never.
     public var frameTimeout: UInt64
