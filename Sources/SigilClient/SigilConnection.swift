@@ -359,13 +359,13 @@ private final class Core: Sendable {
         } else {
             requests[0].encodeFrame(requestID: id, into: &writer)
         }
-        let closed = state.withLock { state -> String? in
-            if let reason = state.closedReason { return reason }
+        let closed = state.withLock { state -> SigilClientError? in
+            if let reason = state.closedReason { return state.closedFailure.map { .rejected($0) } ?? .connectionClosed(reason) }
             state.waiters[id] = Waiter(opcode: first.opcode, batch: asBatch, completion: completion)
             return nil
         }
         if let closed {
-            completion(.failure(.connectionClosed(closed)))
+            completion(.failure(closed))
             return nil
         }
         let sent: Result<Void, PosixError>? = writeLock.withLock {
@@ -376,6 +376,11 @@ private final class Core: Sendable {
         }
         switch sent {
         case .success:
+            break
+        case .failure(let error) where (error.errno == EPIPE || error.errno == ECONNRESET) && state.withLock({ $0.readerRunning }):
+            // The daemon has closed the connection, perhaps after saying why (a refused
+            // connection gets a DENIED or BUSY frame first). The reader reads what is left, then
+            // fails this request with that reason, or as closed if there was none.
             break
         case .failure(let error):
             // A frame may be half-written: the stream cannot be trusted any more.

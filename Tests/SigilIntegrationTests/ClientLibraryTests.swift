@@ -191,6 +191,43 @@ extension DaemonEndToEnd {
             #expect(SpecVectors.isSpecSignature(signed, uri: uri))
         }
 
+        @Test("a refused connection fails with the daemon's DENIED, whether the daemon closes before or after the request goes out")
+        func refusedConnectionSaysWhy() throws {
+            // A rule for another uid only: our connections are refused at once, with a DENIED
+            // frame (request ID 0) and EOF. Sometimes the close comes before our PING is sent
+            // (the send fails with EPIPE), sometimes after: the answer must be the same.
+            let other = getuid() == 4_242 ? 4_243 : 4_242
+            let daemon = try DaemonFixture(
+                config: """
+                    listen:
+                      - name: main
+                        path: {dir}/s.sock
+                    servers:
+                      domain:
+                        keys: [{dir}/spec.key]
+                    access:
+                      - uid: \(other)
+                        operations: [ping]
+                    """,
+                files: ["spec.key": TestKeys.specSynapseFile])
+            defer { daemon.stop() }
+            var outcomes: [String: Int] = [:]
+            for attempt in 0..<200 {
+                let connection = try SigilConnection(path: daemon.socketPath)
+                defer { connection.close() }
+                // Half of the time, let the refusal arrive first.
+                if attempt % 2 == 1 { usleep(2_000) }
+                let result = Self.outcome { () throws(SigilClientError) in try connection.send(.ping(payload: [1]), timeout: 10) }
+                switch result {
+                case .failure(.rejected(let failure)) where failure.status == .denied:
+                    outcomes["denied", default: 0] += 1
+                default:
+                    outcomes["\(result)", default: 0] += 1
+                }
+            }
+            #expect(outcomes == ["denied": 200], "\(outcomes)")
+        }
+
         @Test("a timed-out request leaves no waiter behind, and its late answer is ignored")
         func timedOutRequestsAreForgotten() throws {
             let daemon = try DaemonFixture.quickStart()
