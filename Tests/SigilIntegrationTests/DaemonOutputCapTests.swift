@@ -38,34 +38,11 @@ extension DaemonEndToEnd {
             flood.reserveCapacity(frames * one.count)
             for id in 1...frames { flood += frameBytes(.stats, id: UInt32(id)) }
             let client = try RawSocket(path: daemon.socketPath)
-            let sent = Atomic<Int>(0)
-            let blocked = Atomic<Bool>(false)
-            let writerDone = DispatchSemaphore(value: 0)
-            let fd = client.fd
-            let bytes = flood
-            Thread.detachNewThread {
-                let deadline = Date().addingTimeInterval(30)
-                bytes.withUnsafeBytes { raw in
-                    var offset = 0
-                    while offset < raw.count && Date() < deadline {
-                        let n = Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-                        if n > 0 {
-                            offset += n
-                            sent.store(offset, ordering: .relaxed)
-                        } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                            blocked.store(true, ordering: .relaxed)
-                            usleep(1000)
-                        } else if n < 0 && errno != EINTR {
-                            break
-                        }
-                    }
-                }
-                writerDone.signal()
-            }
+            let writer = BackgroundFlood(fd: client.fd, bytes: flood)
             // The burst (24 KB) usually fits in the socket's buffer; either way, wait until it is
             // all sent or the daemon has stopped reading it.
             #expect(
-                eventually(timeout: 10) { blocked.load(ordering: .relaxed) || sent.load(ordering: .relaxed) == bytes.count },
+                eventually(timeout: 10) { writer.blocked || writer.sent == flood.count },
                 "the burst neither went in nor was pushed back")
             // Then watch what the daemon holds for this client for a second: its input buffer, the
             // replies not yet written and those queued for the socket (in steps of 64 KiB).
@@ -88,8 +65,8 @@ extension DaemonEndToEnd {
                 #expect(frame.header.status == 0)
                 nextExpected = frame.header.requestID + 1
             }
-            #expect(writerDone.wait(timeout: .now() + 5) == .success)
-            #expect(sent.load(ordering: .relaxed) == flood.count)
+            #expect(writer.wait(seconds: 5))
+            #expect(writer.sent == flood.count)
             #expect(nextExpected == UInt32(frames) + 1, "answered up to \(nextExpected - 1) of \(frames)")
         }
     }

@@ -42,34 +42,11 @@ extension DaemonEndToEnd {
             flood.reserveCapacity(frames * 528)
             for id in 1...frames { flood += frameBytes(.ping(payload: payload), id: UInt32(id)) }
             let a = try RawSocket(path: daemon.socketPath)
-            let sent = Atomic<Int>(0)
-            let blocked = Atomic<Bool>(false)
-            let writerDone = DispatchSemaphore(value: 0)
-            let fd = a.fd
-            let bytes = flood
-            Thread.detachNewThread {
-                let deadline = Date().addingTimeInterval(20)
-                bytes.withUnsafeBytes { raw in
-                    var offset = 0
-                    while offset < raw.count && Date() < deadline {
-                        let n = Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-                        if n > 0 {
-                            offset += n
-                            sent.store(offset, ordering: .relaxed)
-                        } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                            blocked.store(true, ordering: .relaxed)
-                            usleep(1000)
-                        } else if n < 0 && errno != EINTR {
-                            break
-                        }
-                    }
-                }
-                writerDone.signal()
-            }
+            let writer = BackgroundFlood(fd: a.fd, bytes: flood, seconds: 20)
             // Wait until A's writes no longer go through: the daemon has stopped reading it.
-            #expect(eventually(timeout: 5) { blocked.load(ordering: .relaxed) }, "client A was never pushed back")
+            #expect(eventually(timeout: 5) { writer.blocked }, "client A was never pushed back")
             usleep(100_000)
-            let stuckAt = sent.load(ordering: .relaxed)
+            let stuckAt = writer.sent
             #expect(stuckAt < flood.count, "client A's whole flood went in without it reading anything")
 
             // Client B, on the same event loop, meanwhile.
@@ -84,7 +61,7 @@ extension DaemonEndToEnd {
             }
             let elapsed = Date().timeIntervalSince(start)
             #expect(elapsed < 1.0, "200 requests took \(elapsed) s while client A was flooding")
-            #expect(sent.load(ordering: .relaxed) - stuckAt < 512 * 1024, "the daemon kept reading client A while it did not read")
+            #expect(writer.sent - stuckAt < 512 * 1024, "the daemon kept reading client A while it did not read")
 
             let rssDuring = try #require(try statsObject(observer).int("rss_bytes"))
             #expect(rssDuring - rssBefore < 32 << 20, "RSS grew from \(rssBefore) to \(rssDuring) bytes")
@@ -101,8 +78,8 @@ extension DaemonEndToEnd {
                 nextExpected = frame.header.requestID + 1
                 answered += 1
             }
-            #expect(writerDone.wait(timeout: .now() + 5) == .success)
-            #expect(sent.load(ordering: .relaxed) == flood.count)
+            #expect(writer.wait(seconds: 5))
+            #expect(writer.sent == flood.count)
             #expect(answered == frames)
             let rssAfter = try #require(try statsObject(observer).int("rss_bytes"))
             #expect(rssAfter - rssBefore < 32 << 20, "RSS grew from \(rssBefore) to \(rssAfter) bytes")
