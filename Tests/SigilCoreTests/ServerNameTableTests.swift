@@ -27,23 +27,37 @@ struct ServerNameTableTests {
         #expect(Self.lookup(table, names, "unknown.example.org") == nil)
     }
 
-    @Test("no names, one name, names of every length from 1 to 80 bytes (held in the slot up to 54, past it compared with the String)")
+    @Test("no names, one name, names of every length from 1 to 80 bytes (held in the slot up to 50, past it compared with the String)")
     func smallTables() {
         #expect(Self.lookup(ServerNameTable([]), [], "a") == nil)
         #expect(Self.lookup(ServerNameTable(["a"]), ["a"], "a") == 0)
-        #expect(ServerNameTable.inlineNameBytes == 54)
+        #expect(ServerNameTable.inlineNameBytes == 50)
         let names = (1...80).map { String(repeating: "a", count: $0) }
         let table = ServerNameTable(names)
         for (index, name) in names.enumerated() { #expect(Self.lookup(table, names, name) == index) }
         #expect(Self.lookup(table, names, String(repeating: "a", count: 81)) == nil)
         // The same length, one byte changed, at each end and across the inline boundary.
-        for length in [8, 53, 54, 55, 80] {
+        for length in [8, 49, 50, 51, 80] {
             for position in [0, length / 2, length - 1] {
                 var bytes = Array(repeating: UInt8(ascii: "a"), count: length)
                 bytes[position] = UInt8(ascii: "b")
                 #expect(bytes.withUnsafeBytes { table.index(of: $0) { names[$0] } } == nil, "length \(length), byte \(position)")
             }
         }
+    }
+
+    @Test("each slot gives back the key slot stored with its name (-1 when none was), for inline and long names")
+    func keySlots() {
+        let names = (1...80).map { "k\(String(repeating: "x", count: $0))" } + ["short.org"]
+        let slots = names.indices.map { $0 == 3 ? -1 : Int(Int32.max) - $0 * 1_000 }
+        let table = ServerNameTable(names, keySlots: slots)
+        for (index, name) in names.enumerated() {
+            let entry = Array(name.utf8).withUnsafeBytes { table.entry(of: $0) { names[$0] } }
+            #expect(entry?.index == index, "\(name)")
+            #expect(entry?.keySlot == slots[index], "\(name)")
+        }
+        let untold = ServerNameTable(names)
+        #expect(Array("short.org".utf8).withUnsafeBytes { untold.entry(of: $0) { names[$0] } }?.keySlot == -1)
     }
 
     @Test("the keyring answers serverIndex(forName:) through it, past four servers")

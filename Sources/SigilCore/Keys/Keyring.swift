@@ -1,3 +1,5 @@
+internal import CSodiumShims
+
 /// A public key that no longer signs but is still published, with the time it stopped being valid.
 public struct RetiredKey: Sendable, Equatable {
     public let id: KeyID
@@ -73,6 +75,9 @@ public final class Keyring: Sendable {
     /// one element here instead of a server's entry and then its key array (two cache misses
     /// when origins are spread over many servers).
     public let signingKeys: ContiguousArray<SigningKey>
+    /// The arena every signing key lives in (one per keyring), for `serverIndex(forName:)`'s
+    /// prefetch.
+    private let signingArena: KeyArena?
     /// Whether the secret keys are locked into RAM.
     public let isLocked: Bool
     /// Guarded memory the secret keys take.
@@ -177,8 +182,11 @@ public final class Keyring: Sendable {
         index.reserveCapacity(servers.count)
         for (position, server) in servers.enumerated() { index[server.serverName] = position }
         self.index = index
-        nameTable = ServerNameTable(servers.map(\.serverName))
         signingKeys = ContiguousArray(servers.map(\.signingKey))
+        let arena = servers.first?.signingKey.arena
+        signingArena = arena
+        nameTable = ServerNameTable(
+            servers.map(\.serverName), keySlots: servers.map { $0.signingKey.arena === arena ? $0.signingKey.slot : -1 })
     }
 
     public convenience init(sources: [Source], lockPolicy: MemoryLockPolicy) throws(KeyringError) {
@@ -227,6 +235,11 @@ public final class Keyring: Sendable {
     /// The index in `servers` of the server whose name is these bytes. For the daemon's hot path,
     /// which then needs neither a new String nor a check of the name: every name here passed
     /// `ServerName.isValid` when the keyring was built.
+    ///
+    /// With many servers, the lookup also starts loading the server's signing key and its entry in
+    /// `signingKeys`, which the caller is about to sign with: both addresses come from the name
+    /// table's slot, so the two cache misses overlap each other and the message's layout instead
+    /// of following the lookup one after the other (docs/BENCHMARKS.md, "Many domains").
     public func serverIndex(forName bytes: UnsafeRawBufferPointer) -> Int? {
         if servers.count <= 4 {
             for position in servers.indices {
@@ -239,7 +252,17 @@ public final class Keyring: Sendable {
             }
             return nil
         }
-        return servers.withUnsafeBufferPointer { servers in nameTable.index(of: bytes) { servers[$0].serverName } }
+        let found = servers.withUnsafeBufferPointer { servers in nameTable.entry(of: bytes) { servers[$0].serverName } }
+        guard let found else { return nil }
+        if found.keySlot >= 0, let signingArena {
+            signingArena.prefetch(slot: found.keySlot)
+            signingKeys.withUnsafeBufferPointer { keys in
+                let entry = UnsafeRawPointer(keys.baseAddress! + found.index)
+                CSodiumShims_prefetch(entry)
+                CSodiumShims_prefetch(entry + (MemoryLayout<SigningKey>.size - 1))
+            }
+        }
+        return found.index
     }
 
     public var serverNames: [String] { servers.map(\.serverName) }

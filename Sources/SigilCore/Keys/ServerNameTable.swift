@@ -8,17 +8,28 @@ internal import CSodiumShims
 /// with 100,000 servers cost more than the rest of the request's parsing. Callers only look up;
 /// the names come from the operator's configuration, so a caller cannot lengthen a probe chain.
 ///
-/// Each slot is one 64-byte cache line holding the hash's high bits, the server's index and, for
-/// names up to 54 bytes, the name itself: with origins spread over 100,000 servers a lookup
-/// then misses the cache once, where separate arrays of indices, tags and `String`s missed it
-/// three times (measured with `perf`: about 0.8 µs of a 24 µs SIGN_REQUEST). Longer names are
-/// compared with the keyring's `String`. 100,000 servers take 16 MiB.
+/// Each slot is one 64-byte cache line holding the hash's high bits, the server's index, the
+/// arena slot of its signing key and, for names up to 50 bytes, the name itself: with origins
+/// spread over 100,000 servers a lookup then misses the cache once, where separate arrays of
+/// indices, tags and `String`s missed it three times (measured with `perf`: about 0.8 µs of a
+/// 24 µs SIGN_REQUEST). The key's slot lets the caller fetch the key without first reading the
+/// server's entry (`Keyring.serverIndex(forName:)`). Longer names are compared with the
+/// keyring's `String`. 100,000 servers take 16 MiB.
 struct ServerNameTable: Sendable {
-    /// Slot layout: tag (UInt32), server index + 1 (Int32, 0 is empty), length (UInt16), name.
+    /// Slot layout: tag (UInt32), server index + 1 (Int32, 0 is empty), key slot (Int32, -1 for
+    /// none), length (UInt16), name.
     static let slotBytes = 64
-    static let inlineNameBytes = slotBytes - 10
-    private static let lengthOffset = 8
-    private static let nameOffset = 10
+    static let inlineNameBytes = slotBytes - 14
+    private static let keySlotOffset = 8
+    private static let lengthOffset = 12
+    private static let nameOffset = 14
+
+    /// What a lookup finds: the name's index, and the slot of its key in the keyring's arena
+    /// (-1 when the table was not told one).
+    struct Entry {
+        let index: Int
+        let keySlot: Int
+    }
 
     /// Owns the slots; immutable once built, so sharing it between loops is safe.
     private final class Slots: @unchecked Sendable {
@@ -38,7 +49,9 @@ struct ServerNameTable: Sendable {
     private let mask: Int
     private let seed: UInt64
 
-    init(_ names: [String]) {
+    /// `keySlots[i]`: the arena slot of the key of `names[i]`, or -1.
+    init(_ names: [String], keySlots: [Int]? = nil) {
+        precondition(keySlots == nil || keySlots!.count == names.count, "one key slot a name")
         var capacity = 8
         while capacity < names.count * 2 { capacity <<= 1 }
         let slots = Slots(count: capacity)
@@ -55,6 +68,7 @@ struct ServerNameTable: Sendable {
                 let at = slots.base + slot * Self.slotBytes
                 at.storeBytes(of: UInt32(truncatingIfNeeded: hash >> 32), as: UInt32.self)
                 at.storeBytes(of: Int32(index + 1), toByteOffset: 4, as: Int32.self)
+                at.storeBytes(of: Int32(keySlots?[index] ?? -1), toByteOffset: Self.keySlotOffset, as: Int32.self)
                 at.storeBytes(of: UInt16(bytes.count), toByteOffset: Self.lengthOffset, as: UInt16.self)
                 if bytes.count <= Self.inlineNameBytes, let source = bytes.baseAddress {
                     (at + Self.nameOffset).copyMemory(from: source, byteCount: bytes.count)
@@ -70,6 +84,12 @@ struct ServerNameTable: Sendable {
     /// only for names longer than a slot holds).
     @inline(__always)
     func index(of bytes: UnsafeRawBufferPointer, nameAt: (Int) -> String) -> Int? {
+        entry(of: bytes, nameAt: nameAt)?.index
+    }
+
+    /// The same, with the key slot stored beside the index.
+    @inline(__always)
+    func entry(of bytes: UnsafeRawBufferPointer, nameAt: (Int) -> String) -> Entry? {
         let hash = ServerNameTable.hash(bytes, seed: seed)
         let tag = UInt32(truncatingIfNeeded: hash >> 32)
         var slot = Int(truncatingIfNeeded: hash) & mask
@@ -80,15 +100,16 @@ struct ServerNameTable: Sendable {
             if entry == 0 { return nil }
             if at.load(as: UInt32.self) == tag, Int(at.load(fromByteOffset: Self.lengthOffset, as: UInt16.self)) == bytes.count {
                 let index = Int(entry) - 1
+                let found = Entry(index: index, keySlot: Int(at.load(fromByteOffset: Self.keySlotOffset, as: Int32.self)))
                 if bytes.count <= Self.inlineNameBytes {
-                    if Self.equal(UnsafeRawPointer(at + Self.nameOffset), bytes) { return index }
+                    if Self.equal(UnsafeRawPointer(at + Self.nameOffset), bytes) { return found }
                 } else {
                     let name = nameAt(index).utf8
                     let same =
                         name.withContiguousStorageIfAvailable { stored in
                             stored.count == bytes.count && zip(stored, bytes).allSatisfy { $0 == $1 }
                         } ?? name.elementsEqual(bytes)
-                    if same { return index }
+                    if same { return found }
                 }
             }
             slot = (slot + 1) & mask
