@@ -19,11 +19,10 @@ public final class KeyArena: Sendable {
         self.count = count
     }
 
-    /// Starts loading a slot's secret key into the cache (the slot is not checked: a prefetch
-    /// never faults, and nothing is read here).
-    @inline(__always)
-    func prefetch(slot: Int) {
-        buffer.withUnsafeBytes { CSodiumShims_prefetch($0.baseAddress! + slot &* Ed25519.secretKeyBytes) }
+    /// Where slot 0's secret key starts, for prefetch hints only (`Keyring.serverIndex`): valid
+    /// while this arena lives, and never to be read through.
+    var hintAddress: UnsafeRawPointer {
+        buffer.withUnsafeBytes { $0.baseAddress! }
     }
 
     @inline(__always)

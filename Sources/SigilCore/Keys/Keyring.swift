@@ -75,9 +75,11 @@ public final class Keyring: Sendable {
     /// one element here instead of a server's entry and then its key array (two cache misses
     /// when origins are spread over many servers).
     public let signingKeys: ContiguousArray<SigningKey>
-    /// The arena every signing key lives in (one per keyring), for `serverIndex(forName:)`'s
-    /// prefetch.
-    private let signingArena: KeyArena?
+    /// Where the arena every signing key lives in (one per keyring) starts, for
+    /// `serverIndex(forName:)`'s prefetch. A plain address, so that the hint costs no retain
+    /// and release (atomic, and they waited for the prefetch); the arena lives as long as the
+    /// keys in `servers`. Kept as bits so that the class stays `Sendable`.
+    private let signingKeyHint: UInt
     /// Whether the secret keys are locked into RAM.
     public let isLocked: Bool
     /// Guarded memory the secret keys take.
@@ -184,7 +186,7 @@ public final class Keyring: Sendable {
         self.index = index
         signingKeys = ContiguousArray(servers.map(\.signingKey))
         let arena = servers.first?.signingKey.arena
-        signingArena = arena
+        signingKeyHint = arena.map { UInt(bitPattern: $0.hintAddress) } ?? 0
         nameTable = ServerNameTable(
             servers.map(\.serverName), keySlots: servers.map { $0.signingKey.arena === arena ? $0.signingKey.slot : -1 })
     }
@@ -254,8 +256,8 @@ public final class Keyring: Sendable {
         }
         let found = servers.withUnsafeBufferPointer { servers in nameTable.entry(of: bytes) { servers[$0].serverName } }
         guard let found else { return nil }
-        if found.keySlot >= 0, let signingArena {
-            signingArena.prefetch(slot: found.keySlot)
+        if found.keySlot >= 0, let keys = UnsafeRawPointer(bitPattern: signingKeyHint) {
+            CSodiumShims_prefetch(keys + found.keySlot &* Ed25519.secretKeyBytes)
             signingKeys.withUnsafeBufferPointer { keys in
                 let entry = UnsafeRawPointer(keys.baseAddress! + found.index)
                 CSodiumShims_prefetch(entry)
