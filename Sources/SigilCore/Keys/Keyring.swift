@@ -241,7 +241,7 @@ public final class Keyring: Sendable {
     /// With many servers, the lookup also starts loading the server's signing key and its entry in
     /// `signingKeys`, which the caller is about to sign with: both addresses come from the name
     /// table's slot, so the two cache misses overlap each other and the message's layout instead
-    /// of following the lookup one after the other (docs/BENCHMARKS.md, "Many domains").
+    /// of following the lookup one after the other (docs/BENCHMARKS.md, "2026-12-04, night").
     public func serverIndex(forName bytes: UnsafeRawBufferPointer) -> Int? {
         if servers.count <= 4 {
             for position in servers.indices {
