@@ -5,7 +5,7 @@ import Testing
 @Suite("the keyring's name table: lookups by the bytes of a request")
 struct ServerNameTableTests {
     static func lookup(_ table: ServerNameTable, _ names: [String], _ name: String) -> Int? {
-        Array(name.utf8).withUnsafeBytes { bytes in table.index(of: bytes) { names[$0] } }
+        Array(name.utf8).withUnsafeBytes { bytes in table.entry(of: bytes) { names[$0] }?.index }
     }
 
     @Test("20,000 names: each found at its index; near misses (a byte more, less or changed) are not")
@@ -41,7 +41,7 @@ struct ServerNameTableTests {
             for position in [0, length / 2, length - 1] {
                 var bytes = Array(repeating: UInt8(ascii: "a"), count: length)
                 bytes[position] = UInt8(ascii: "b")
-                #expect(bytes.withUnsafeBytes { table.index(of: $0) { names[$0] } } == nil, "length \(length), byte \(position)")
+                #expect(bytes.withUnsafeBytes { table.entry(of: $0) { names[$0] }?.index } == nil, "length \(length), byte \(position)")
             }
         }
     }

@@ -80,14 +80,8 @@ struct ServerNameTable: Sendable {
         self.seed = seed
     }
 
-    /// The index of the name whose bytes are `bytes`; `nameAt` gives the names by index (read
-    /// only for names longer than a slot holds).
-    @inline(__always)
-    func index(of bytes: UnsafeRawBufferPointer, nameAt: (Int) -> String) -> Int? {
-        entry(of: bytes, nameAt: nameAt)?.index
-    }
-
-    /// The same, with the key slot stored beside the index.
+    /// The entry of the name whose bytes are `bytes`: its index and its key slot. `nameAt` gives
+    /// the names by index (read only for names longer than a slot holds).
     @inline(__always)
     func entry(of bytes: UnsafeRawBufferPointer, nameAt: (Int) -> String) -> Entry? {
         let hash = ServerNameTable.hash(bytes, seed: seed)
