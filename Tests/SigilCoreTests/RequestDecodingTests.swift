@@ -29,6 +29,21 @@ struct RequestDecodingTests {
         #expect(problem == .invalidURI)
     }
 
+    @Test("the origin peeked at is the origin read, and a body too short for it gives nothing")
+    func originPeek() throws {
+        let body = Self.signRequestBody(uri: Array("/x".utf8))
+        let peeked = body.withUnsafeBytes { SignRequestFields.origin(peeking: $0).map { Array($0) } }
+        #expect(peeked == Array("domain".utf8))
+        let read = try body.withUnsafeBytes { Array(try SignRequestFields(reading: $0).origin) }
+        #expect(peeked == read)
+        for bad: [UInt8] in [[], [0], [0, 7, 1, 2, 3, 4, 5, 6], [0xFF, 0xFF, 1]] {
+            #expect(bad.withUnsafeBytes { SignRequestFields.origin(peeking: $0) } == nil, "\(bad)")
+        }
+        #expect(([0, 0] as [UInt8]).withUnsafeBytes { SignRequestFields.origin(peeking: $0)?.count } == 0)
+        // Exactly filled.
+        #expect(([0, 2, 97, 98] as [UInt8]).withUnsafeBytes { SignRequestFields.origin(peeking: $0).map { Array($0) } } == [97, 98])
+    }
+
     @Test("what SIGN_REQUEST decodes encodes back to the same bytes")
     func roundTrip() throws {
         let body = Self.signRequestBody(uri: Array("/_matrix/federation/v1/media/download/abc".utf8))

@@ -46,6 +46,16 @@ struct ServerNameTableTests {
         }
     }
 
+    @Test("a hint for any name, known or not, empty or long, changes no lookup")
+    func prefetchHints() {
+        let names = (0..<100).map { "h\($0).example.org" }
+        let table = ServerNameTable(names)
+        for name in names + ["", "unknown", String(repeating: "z", count: 300)] {
+            Array(name.utf8).withUnsafeBytes { table.prefetch($0) }
+        }
+        for (index, name) in names.enumerated() { #expect(Self.lookup(table, names, name) == index) }
+    }
+
     @Test("each slot gives back the key slot stored with its name (-1 when none was), for inline and long names")
     func keySlots() {
         let names = (1...80).map { "k\(String(repeating: "x", count: $0))" } + ["short.org"]

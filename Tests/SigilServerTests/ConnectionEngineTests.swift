@@ -69,6 +69,68 @@ struct ConnectionEngineTests {
         }
     }
 
+    @Test("many servers: pipelined SIGN_REQUESTs (looked ahead at) get the answers they get one at a time, malformed ones included")
+    func lookAheadAnswersTheSame() throws {
+        // Over four servers the engine looks at the next two frames while answering one; it
+        // must change nothing, whatever those frames hold.
+        let servers = (0..<40).map { "s\($0).example.org" } + [String(repeating: "long", count: 20) + ".example.org"]
+        let all = ["domain"] + servers
+        var frames: [[UInt8]] = []
+        var random = SeededGenerator("engine look-ahead")
+        for id in 1...300 {
+            let origin = all.randomElement(using: &random)!
+            switch Int.random(in: 0..<12, using: &random) {
+            case 0: frames.append(frameBytes(signRequest(origin: "unknown.example.org"), id: UInt32(id)))
+            case 1:
+                // A batch of mixed origins (looked ahead at item by item), one of them unknown.
+                var writer = WireWriter()
+                let origins = [origin, all.randomElement(using: &random)!, "unknown.example.org", all.randomElement(using: &random)!]
+                Request.encodeBatch(origins.map { signRequest(origin: $0) }, requestID: UInt32(id), into: &writer)
+                frames.append(writer.bytes)
+            case 2: frames.append(frameBytes(.ping(payload: [UInt8(id & 0xFF)]), id: UInt32(id)))
+            case 3:
+                // A SIGN_REQUEST whose origin's length runs past the body, or a body too short
+                // to hold the length at all.
+                var frame = frameBytes(signRequest(origin: origin), id: UInt32(id))
+                if id % 2 == 0 {
+                    frame[12] = 0xFF
+                    frame[13] = 0xFF
+                } else {
+                    frame = Array(frame[0..<13])
+                    frame.replaceSubrange(0..<4, with: [0, 0, 0, 9])
+                }
+                frames.append(frame)
+            default: frames.append(frameBytes(signRequest("/_matrix/media/v3/x\(id)", origin: origin), id: UInt32(id)))
+            }
+        }
+        let pipelined = try EngineHarness(servers: servers)
+        #expect(pipelined.state.keyring.looksUpByTable)
+        pipelined.send(frames.joined().map { $0 })
+        while pipelined.wantsMoreTurns { pipelined.nextTurn() }
+        let got = try pipelined.responses()
+        let single = try EngineHarness(servers: servers)
+        var expected: [(header: FrameHeader, body: [UInt8])] = []
+        for frame in frames {
+            single.send(frame)
+            expected += try single.responses()
+        }
+        #expect(got.count == frames.count)
+        #expect(got.count == expected.count && zip(got, expected).allSatisfy { $0.header == $1.header && $0.body == $1.body })
+        // And the answers are what they should be: each origin signed with its own name.
+        var signed = 0
+        for (frame, reply) in zip(frames, got) where frame[5] == Opcode.signRequest.rawValue && frame[6] == 0 && frame.count > 13 {
+            let results = try reply.body.withUnsafeBytes { try decodeResponseFrame(reply.header, body: $0) }
+            if frame[12] == 0xFF {
+                guard case .failure(let failure) = results.first else { Issue.record("accepted a bad origin"); continue }
+                #expect(failure.status == .badRequest)
+            } else if case .success(.signedRequest(let answer)) = results.first {
+                #expect(all.contains { answer.header.hasPrefix("X-Matrix origin=\"\($0)\",") })
+                signed += 1
+            }
+        }
+        #expect(signed > 150)
+    }
+
     @Test("one turn handles frames_per_turn frames; the rest wait, with their replies held back")
     func fairness() throws {
         let harness = try EngineHarness(limits: "  frames_per_turn: 4")

@@ -29,9 +29,12 @@ final class EngineHarness {
     var wantsMoreTurns = false
 
     /// `yaml`: extra top-level configuration (limits, access); the server `domain` holds the
-    /// spec key.
-    init(limits: String = "", access: String = "", uid: UInt32 = Posix.effectiveUID, listener: String = "main") throws {
+    /// spec key, and so does each of `servers`.
+    init(
+        limits: String = "", access: String = "", uid: UInt32 = Posix.effectiveUID, listener: String = "main", servers: [String] = []
+    ) throws {
         let key = directory.write("spec.key", TestKeys.specSynapseFile)
+        let more = servers.map { "  \($0):\n    keys: [\(key)]\n" }.joined()
         let text = """
             listen:
               - name: main
@@ -39,7 +42,7 @@ final class EngineHarness {
             servers:
               domain:
                 keys: [\(key)]
-            memory_lock: warn
+            \(more)memory_lock: warn
             \(access.isEmpty ? "" : "access:\n" + access)
             \(limits.isEmpty ? "" : "limits:\n" + limits)
             """

@@ -76,6 +76,48 @@ struct FrameDecoderTests {
         }
     }
 
+    @Test("peek: the frames next() will return, looked at without taking them, however the stream arrives")
+    func peekAhead() throws {
+        let (bytes, expected) = Self.stream()
+        var decoder = FrameDecoder(maxLength: 65536)
+        var taken = 0
+        var peeked = 0
+        for index in bytes.indices {
+            decoder.append(bytes[index...index])
+            for skipping in 0..<3 {
+                guard let (header, range) = decoder.peek(skipping: skipping) else { continue }
+                #expect(taken + skipping < expected.count)
+                #expect(header == expected[taken + skipping].0)
+                #expect(Array(decoder.buffer[range]) == expected[taken + skipping].1)
+                peeked += 1
+            }
+            // Take a frame only every other byte, so several wait whole at times.
+            if index % 2 == 0, case .frame = try decoder.next() { taken += 1 }
+        }
+        while case .frame = try decoder.next() { taken += 1 }
+        #expect(taken == expected.count)
+        #expect(peeked > 0)
+        #expect(decoder.peek() == nil)
+    }
+
+    @Test("peek stops at a length that next() will refuse, and never reads past the buffer")
+    func peekBadLengths() throws {
+        var decoder = FrameDecoder(maxLength: 64)
+        let ping = frameBytes(.ping(payload: [1]), id: 1)
+        decoder.append(ping + [0, 0, 0, 7] + ping)
+        #expect(decoder.peek()?.header.requestID == 1)
+        #expect(decoder.peek(skipping: 1) == nil)
+        #expect(decoder.peek(skipping: 2) == nil)
+        var large = FrameDecoder(maxLength: 64)
+        large.append(ping + [0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 0, 2])
+        #expect(large.peek(skipping: 1) == nil)
+        // A whole header whose body has not all arrived.
+        var partial = FrameDecoder(maxLength: 64)
+        partial.append(ping + Array(ping.dropLast()))
+        #expect(partial.peek(skipping: 1) == nil)
+        #expect(partial.peek()?.header.requestID == 1)
+    }
+
     @Test("a length below 8 cannot be a frame")
     func tooSmall() throws {
         var decoder = FrameDecoder(maxLength: 1024)

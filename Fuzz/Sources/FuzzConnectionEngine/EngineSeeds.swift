@@ -72,8 +72,19 @@ enum EngineSeeds {
             + raw(length: 10, opcode: 2, flags: 1, id: 34, body: [0, 0])
         let pings = (1...40).flatMap { frame(.ping(payload: [UInt8]($0 % 2 == 0 ? [] : [1])), id: UInt32($0)) }
         let bigPings = (1...8).flatMap { frame(.ping(payload: [UInt8](repeating: 0x55, count: 1000)), id: UInt32($0)) }
+        // Pipelined SIGN_REQUESTs for many origins (the look-ahead in the setups with more
+        // servers): known, unknown, one whose origin length runs past its body, one too short
+        // to hold the length, and a batch of mixed origins.
+        let origins = ["domain", "unknown.example"] + EngineSetup.moreServerNames
+        let signings = origins.map {
+            Request.signRequest(SignRequestParams(origin: $0, destination: "example.org", uri: "/_matrix/media/x"))
+        }
+        let lookAhead =
+            signings.enumerated().flatMap { frame($1, id: UInt32(40 + $0)) }
+            + raw(length: 12, opcode: 0x10, id: 60, body: [0xFF, 0xFF, 0, 0]) + raw(length: 9, opcode: 0x10, id: 61, body: [0])
+            + batch(signings, id: 62) + signings.reversed().enumerated().flatMap { frame($1, id: UInt32(70 + $0)) }
         return [
-            all, batches, refused, pings, bigPings,
+            all, batches, refused, pings, bigPings, lookAhead,
             all + raw(length: 0xFFFF_FFF0, opcode: 2, id: 99) + pings,
             frame(.ping(payload: [1]), id: 1) + [0, 0, 0, 7] + pings,
             frame(signing, id: 1) + Array(raw(length: 0x0100_0000, opcode: 0x10, id: 5).prefix(6)),

@@ -7,7 +7,10 @@ import SigilPosix
 /// The configurations the engine target runs under, built once: the limits are small so that
 /// backlogs, offloaded batches, BUSY, backpressure and timeouts are all a few bytes away. Each
 /// input picks one with its first byte. The keyring holds the spec's test key for `domain`,
-/// loaded from a fixture (no file is read).
+/// loaded from a fixture (no file is read); in the first and the last setup also for
+/// `m1.example` … `m7.example`, so that names are looked up in the name table and the engine
+/// looks ahead at pipelined SIGN_REQUESTs (over four servers), while the other two keep the
+/// small keyring's path.
 struct EngineSetup {
     let state: ServingState
     let limits: ConnectionLimits
@@ -20,7 +23,7 @@ struct EngineSetup {
         make(
             limits:
                 "max_frame: 4096, max_batch: 16, max_in_flight: 2, frames_per_turn: 4, offload_batch_items: 3, max_pending_output: 64KiB, frame_timeout: 2s, idle_timeout: 10s, write_timeout: 5s",
-            access: everything),
+            access: everything, moreServers: true),
         // The tightest: one frame per turn, one batch in flight, a signing rate limit.
         make(
             limits:
@@ -38,15 +41,18 @@ struct EngineSetup {
                     uri_prefixes: [/_matrix/federation/v1/media/]
                 """),
         // The defaults (64 KiB frames, 64 per turn, 16 in flight, 1 MiB of pending output).
-        make(limits: "", access: everything),
+        make(limits: "", access: everything, moreServers: true),
     ]
+
+    /// The servers besides `domain` in the setups that have more.
+    static let moreServerNames = (1...7).map { "m\($0).example" }
 
     static let everything = """
           - uid: \(uid)
             operations: [hello, ping, list_keys, sign_request, sign_json, sign_raw, verify, verify_json, verify_request, key_document, stats]
         """
 
-    static func make(limits: String, access: String, rateLimit: String? = nil) -> EngineSetup {
+    static func make(limits: String, access: String, rateLimit: String? = nil, moreServers: Bool = false) -> EngineSetup {
         let text = """
             listen:
               - name: main
@@ -63,8 +69,9 @@ struct EngineSetup {
         do {
             let configuration = try ConfigLoader.parse(text, path: "fuzz.yaml")
             let file = try KeyFile(fixture: "ed25519 1 YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1")
-            var builder = try Keyring.Builder(expectedKeys: 1, lockPolicy: .warn)
-            try builder.add(Keyring.Source(serverName: "domain", files: [file]))
+            let names = ["domain"] + (moreServers ? moreServerNames : [])
+            var builder = try Keyring.Builder(expectedKeys: names.count, lockPolicy: .warn)
+            for name in names.sorted() { try builder.add(Keyring.Source(serverName: name, files: [file])) }
             let state = ServingState(
                 generation: 1, keyring: builder.finish(), configuration: configuration, warnings: [], directoryServers: [])
             return EngineSetup(

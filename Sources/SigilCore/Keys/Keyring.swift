@@ -267,6 +267,23 @@ public final class Keyring: Sendable {
         return found.index
     }
 
+    /// Whether names are looked up in the table, where a hint ahead of the lookup pays: with up to
+    /// four servers `serverIndex(forName:)` compares the names in place.
+    public var looksUpByTable: Bool { servers.count > 4 }
+
+    /// Starts loading the table slot where a lookup of this name begins: one hash, no load, so it
+    /// never waits. For a name looked up a request or two later.
+    public func prefetchSlot(forName bytes: UnsafeRawBufferPointer) {
+        if servers.count > 4 { nameTable.prefetch(bytes) }
+    }
+
+    /// Finds the name and starts loading its signing key and `signingKeys` entry, as
+    /// `serverIndex(forName:)` does. It reads the name's slot, so it waits unless a
+    /// `prefetchSlot(forName:)` came well before it.
+    public func prefetchKey(forName bytes: UnsafeRawBufferPointer) {
+        if servers.count > 4 { _ = serverIndex(forName: bytes) }
+    }
+
     public var serverNames: [String] { servers.map(\.serverName) }
     public var keyCount: Int { servers.reduce(0) { $0 + $1.activeKeys.count } }
     public var retiredKeyCount: Int { servers.reduce(0) { $0 + $1.retiredKeys.count } }

@@ -38,6 +38,16 @@ public struct SignRequestFields {
         try reader.finish()
     }
 
+    /// The origin field of a SIGN_REQUEST body, read without checking the rest: for a look ahead
+    /// at a frame not yet handled. Nil when the body is too short to hold it.
+    @inline(__always)
+    public static func origin(peeking body: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        guard body.count >= 2 else { return nil }
+        let count = Int(body[0]) << 8 | Int(body[1])
+        guard count <= body.count - 2 else { return nil }
+        return UnsafeRawBufferPointer(rebasing: body[2..<(2 + count)])
+    }
+
     /// The first field that breaks its grammar (docs/PROTOCOL.md, SIGN_REQUEST), or nil: origin
     /// and destination are server names, method an HTTP token, uri an origin-form request target
     /// of visible ASCII with no fragment. (The content is checked when it is canonicalised.)

@@ -123,6 +123,27 @@ public struct FrameDecoder: Sendable {
         precondition(consumed >= 0, "unread of a frame that was not just read")
     }
 
+    /// The whole, well-sized frame that follows the first `skipping` ones, without taking it: the
+    /// header and the range of its body in the buffer, or nil when it has not all arrived (or its
+    /// length is an error, which `next()` reports when it gets there). For looking ahead only.
+    public func peek(skipping: Int = 0) -> (header: FrameHeader, body: Range<Int>)? {
+        var start = consumed
+        var skipped = 0
+        return buffer.withUnsafeBytes { raw in
+            while true {
+                guard raw.count - start >= Wire.headerSize else { return nil }
+                let length = UInt32(bigEndianBytes: raw, at: start)
+                guard length >= 8, length <= maxLength, raw.count - start >= 4 + Int(length) else { return nil }
+                if skipped == skipping {
+                    let header = FrameHeader(reading: UnsafeRawBufferPointer(rebasing: raw[start...]))
+                    return (header, (start + Wire.headerSize)..<(start + 4 + Int(length)))
+                }
+                skipped += 1
+                start += 4 + Int(length)
+            }
+        }
+    }
+
     /// Whether at least one whole frame (or a frame whose length is already an error) is waiting.
     public var hasCompleteFrame: Bool {
         let available = buffer.count - consumed

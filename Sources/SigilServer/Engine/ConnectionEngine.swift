@@ -301,6 +301,8 @@ final class ConnectionEngine {
         var overCap = false
         // Nothing is written during a turn, so only `output` grows.
         let room = limits.maxPendingOutput - queuedBytes
+        let keyring = state.keyring
+        let looksAhead = keyring.looksUpByTable
         while handled < limits.framesPerTurn {
             // Replies past the cap wait for the client to read, and so do the frames that ask
             // for more (a small request can have a large reply).
@@ -317,6 +319,7 @@ final class ConnectionEngine {
             }
             guard case .frame(let header, let bodyRange) = next else { break }
             handled += 1
+            if looksAhead { lookAhead(keyring) }
             handle(header, bodyRange, state: state, since: &mark, actions: &actions)
         }
         services.dispatcher.flushCounters()
@@ -346,6 +349,24 @@ final class ConnectionEngine {
         actions.formUnion(finishIfDone(now: now))
         if !isClosed && queuedBytes == 0 && !output.bytes.isEmpty { actions.insert(.flush) }
         return actions
+    }
+
+    /// With many servers, a SIGN_REQUEST's origin costs two cache misses, the second waiting on
+    /// the first: the name's table slot, then the key the slot points to. Pipelined requests are
+    /// already here, so while this frame is answered the next two start loading: the key of the
+    /// next one (whose slot loaded while the previous frame was answered) and the slot of the one
+    /// after it. Hints only: nothing is kept, and a frame that turns out malformed is refused
+    /// when its turn comes (docs/BENCHMARKS.md, "2026-12-04, late").
+    private func lookAhead(_ keyring: Keyring) {
+        decoder.buffer.withUnsafeBytes { raw in
+            for ahead in 0..<2 {
+                guard let (header, bodyRange) = decoder.peek(skipping: ahead) else { return }
+                guard header.opcode == Opcode.signRequest.rawValue, !header.isBatch,
+                    let origin = SignRequestFields.origin(peeking: UnsafeRawBufferPointer(rebasing: raw[bodyRange]))
+                else { continue }
+                if ahead == 0 { keyring.prefetchKey(forName: origin) } else { keyring.prefetchSlot(forName: origin) }
+            }
+        }
     }
 
     /// `since`: when this frame's handling started (the previous frame's end); moved to this

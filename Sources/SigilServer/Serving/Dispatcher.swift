@@ -124,7 +124,9 @@ struct Dispatcher {
         let start = out.beginFrame(opcode: op.rawValue, flags: Wire.flagResponse | Wire.flagBatch, status: 0, requestID: frame.requestID)
         out.u16(UInt16(items.count))
         var errors: UInt64 = 0
-        for range in items {
+        let looksAhead = op == .signRequest && state.keyring.looksUpByTable
+        for (position, range) in items.enumerated() {
+            if looksAhead { Self.lookAhead(state.keyring, body: body, items: items, after: position) }
             let itemStart = out.bytes.count
             out.u8(0)
             let length = out.placeholderU32()
@@ -144,6 +146,17 @@ struct Dispatcher {
         }
         out.endFrame(at: start)
         pending.count(listener: caller.listener.index, opcode: op.rawValue, requests: UInt64(items.count), errors: errors)
+    }
+
+    /// `ConnectionEngine.lookAhead` over a batch of SIGN_REQUESTs: while item `position` is
+    /// answered, the next item's key and the slot of the one after start loading.
+    private static func lookAhead(_ keyring: Keyring, body: UnsafeRawBufferPointer, items: [Range<Int>], after position: Int) {
+        for ahead in 1...2 where position + ahead < items.count {
+            guard let origin = SignRequestFields.origin(peeking: UnsafeRawBufferPointer(rebasing: body[items[position + ahead]])) else {
+                continue
+            }
+            if ahead == 1 { keyring.prefetchKey(forName: origin) } else { keyring.prefetchSlot(forName: origin) }
+        }
     }
 
     /// The keys of `name`, if the caller may use them for `op`. Access is checked before
