@@ -50,10 +50,14 @@ struct ServerNameTableTests {
     func prefetchHints() {
         let names = (0..<100).map { "h\($0).example.org" }
         let table = ServerNameTable(names)
-        for name in names + ["", "unknown", String(repeating: "z", count: 300)] {
+        let long = String(repeating: "z", count: 65_535)
+        for name in names + ["", "unknown", long] {
             Array(name.utf8).withUnsafeBytes { table.prefetch($0) }
         }
         for (index, name) in names.enumerated() { #expect(Self.lookup(table, names, name) == index) }
+        // Longer than every name: not found (and not hashed), however long.
+        #expect(Self.lookup(table, names, long) == nil)
+        #expect(Self.lookup(table, names, names[0] + "x") == nil)
     }
 
     @Test("each slot gives back the key slot stored with its name (-1 when none was), for inline and long names")

@@ -72,26 +72,34 @@ struct ConnectionEngineTests {
     @Test("many servers: pipelined SIGN_REQUESTs (looked ahead at) get the answers they get one at a time, malformed ones included")
     func lookAheadAnswersTheSame() throws {
         // Over four servers the engine looks at the next two frames while answering one; it
-        // must change nothing, whatever those frames hold.
+        // must change nothing, whatever those frames hold. Each server has its own key.
         let servers = (0..<40).map { "s\($0).example.org" } + [String(repeating: "long", count: 20) + ".example.org"]
         let all = ["domain"] + servers
         var frames: [[UInt8]] = []
+        /// The origins and uri of each frame's SIGN_REQUESTs (a batch's items in order).
+        var sent: [[(origin: String, uri: String)]] = []
         var random = SeededGenerator("engine look-ahead")
         for id in 1...300 {
             let origin = all.randomElement(using: &random)!
+            let uri = "/_matrix/media/v3/x\(id)"
             switch Int.random(in: 0..<12, using: &random) {
-            case 0: frames.append(frameBytes(signRequest(origin: "unknown.example.org"), id: UInt32(id)))
+            case 0:
+                frames.append(frameBytes(signRequest(uri, origin: "unknown.example.org"), id: UInt32(id)))
+                sent.append([("unknown.example.org", uri)])
             case 1:
                 // A batch of mixed origins (looked ahead at item by item), one of them unknown.
                 var writer = WireWriter()
                 let origins = [origin, all.randomElement(using: &random)!, "unknown.example.org", all.randomElement(using: &random)!]
-                Request.encodeBatch(origins.map { signRequest(origin: $0) }, requestID: UInt32(id), into: &writer)
+                Request.encodeBatch(origins.map { signRequest(uri, origin: $0) }, requestID: UInt32(id), into: &writer)
                 frames.append(writer.bytes)
-            case 2: frames.append(frameBytes(.ping(payload: [UInt8(id & 0xFF)]), id: UInt32(id)))
+                sent.append(origins.map { ($0, uri) })
+            case 2:
+                frames.append(frameBytes(.ping(payload: [UInt8(id & 0xFF)]), id: UInt32(id)))
+                sent.append([])
             case 3:
                 // A SIGN_REQUEST whose origin's length runs past the body, or a body too short
                 // to hold the length at all.
-                var frame = frameBytes(signRequest(origin: origin), id: UInt32(id))
+                var frame = frameBytes(signRequest(uri, origin: origin), id: UInt32(id))
                 if id % 2 == 0 {
                     frame[12] = 0xFF
                     frame[13] = 0xFF
@@ -100,35 +108,62 @@ struct ConnectionEngineTests {
                     frame.replaceSubrange(0..<4, with: [0, 0, 0, 9])
                 }
                 frames.append(frame)
-            default: frames.append(frameBytes(signRequest("/_matrix/media/v3/x\(id)", origin: origin), id: UInt32(id)))
+                sent.append([])
+            default:
+                frames.append(frameBytes(signRequest(uri, origin: origin), id: UInt32(id)))
+                sent.append([(origin, uri)])
             }
         }
         let pipelined = try EngineHarness(servers: servers)
-        #expect(pipelined.state.keyring.looksUpByTable)
+        let keyring = pipelined.state.keyring
+        #expect(keyring.looksUpByTable)
         pipelined.send(frames.joined().map { $0 })
         while pipelined.wantsMoreTurns { pipelined.nextTurn() }
+        pipelined.runJobs()
         let got = try pipelined.responses()
         let single = try EngineHarness(servers: servers)
         var expected: [(header: FrameHeader, body: [UInt8])] = []
         for frame in frames {
             single.send(frame)
+            single.runJobs()
             expected += try single.responses()
         }
         #expect(got.count == frames.count)
         #expect(got.count == expected.count && zip(got, expected).allSatisfy { $0.header == $1.header && $0.body == $1.body })
-        // And the answers are what they should be: each origin signed with its own name.
+        // And each answer is its own request's: signed for its origin, with that server's own
+        // key, and verifying with that key's public half.
         var signed = 0
-        for (frame, reply) in zip(frames, got) where frame[5] == Opcode.signRequest.rawValue && frame[6] == 0 && frame.count > 13 {
+        var unknown = 0
+        for (requests, reply) in zip(sent, got) where !requests.isEmpty {
             let results = try reply.body.withUnsafeBytes { try decodeResponseFrame(reply.header, body: $0) }
-            if frame[12] == 0xFF {
-                guard case .failure(let failure) = results.first else { Issue.record("accepted a bad origin"); continue }
-                #expect(failure.status == .badRequest)
-            } else if case .success(.signedRequest(let answer)) = results.first {
-                #expect(all.contains { answer.header.hasPrefix("X-Matrix origin=\"\($0)\",") })
+            #expect(results.count == requests.count)
+            for (request, result) in zip(requests, results) {
+                guard let server = keyring.server(request.origin) else {
+                    guard case .failure(let failure) = result else {
+                        Issue.record("signed for unknown \(request.origin)")
+                        continue
+                    }
+                    #expect(failure.status == .unknownServer)
+                    unknown += 1
+                    continue
+                }
+                guard case .success(.signedRequest(let answer)) = result else {
+                    Issue.record("\(request.origin): \(result)")
+                    continue
+                }
+                #expect(answer.keyID == server.signingKey.id)
+                let prefix = "X-Matrix origin=\"\(request.origin)\",destination=\"example.org\",key=\"\(server.signingKey.id)\","
+                #expect(answer.header.hasPrefix(prefix))
+                let verdict = XMatrixVerifier.verify(
+                    authorizations: [answer.header], method: "GET", uri: request.uri, destination: "example.org", content: nil
+                ) { origin, id in keyring.server(origin)?.publicKey(id) }
+                #expect(verdict == .valid(origin: request.origin, keyID: server.signingKey.id))
                 signed += 1
             }
         }
         #expect(signed > 150)
+        #expect(unknown > 10)
+        #expect(Set(servers.compactMap { keyring.server($0)?.signingKey.id }).count == servers.count)
     }
 
     @Test("one turn handles frames_per_turn frames; the rest wait, with their replies held back")

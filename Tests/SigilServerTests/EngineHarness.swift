@@ -29,12 +29,18 @@ final class EngineHarness {
     var wantsMoreTurns = false
 
     /// `yaml`: extra top-level configuration (limits, access); the server `domain` holds the
-    /// spec key, and so does each of `servers`.
+    /// spec key. Each of `servers` has a key of its own, `ed25519:k<n>` for the n-th (its seed is
+    /// 32 bytes of n + 1: a test fixture).
     init(
         limits: String = "", access: String = "", uid: UInt32 = Posix.effectiveUID, listener: String = "main", servers: [String] = []
     ) throws {
         let key = directory.write("spec.key", TestKeys.specSynapseFile)
-        let more = servers.map { "  \($0):\n    keys: [\(key)]\n" }.joined()
+        let directory = directory
+        let more = servers.enumerated().map { n, name in
+            let file = directory.write(
+                "test-fixture-\(n).key", "ed25519 k\(n) \(Base64.encode([UInt8](repeating: UInt8(n + 1), count: 32)))\n")
+            return "  \(name):\n    keys: [\(file)]\n"
+        }.joined()
         let text = """
             listen:
               - name: main

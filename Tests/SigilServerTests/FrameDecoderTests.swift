@@ -86,7 +86,7 @@ struct FrameDecoderTests {
             decoder.append(bytes[index...index])
             for skipping in 0..<3 {
                 guard let (header, range) = decoder.peek(skipping: skipping) else { continue }
-                #expect(taken + skipping < expected.count)
+                try #require(taken + skipping < expected.count)
                 #expect(header == expected[taken + skipping].0)
                 #expect(Array(decoder.buffer[range]) == expected[taken + skipping].1)
                 peeked += 1
@@ -116,6 +116,30 @@ struct FrameDecoderTests {
         partial.append(ping + Array(ping.dropLast()))
         #expect(partial.peek(skipping: 1) == nil)
         #expect(partial.peek()?.header.requestID == 1)
+        // A length of exactly the limit is a frame.
+        var exact = FrameDecoder(maxLength: 64)
+        let prefix = frameBytes(.ping(payload: []), id: 7).count - Wire.headerSize
+        exact.append(frameBytes(.ping(payload: [UInt8](repeating: 3, count: 64 - 8 - prefix)), id: 7))
+        #expect(exact.peek()?.header.length == 64)
+        #expect(exact.peek()?.body.count == 56)
+    }
+
+    @Test("peek after the buffer was compacted (taken frames dropped from its front)")
+    func peekAfterCompaction() throws {
+        var decoder = FrameDecoder(maxLength: 1024)
+        let pings = (1...301).map { frameBytes(.ping(payload: [UInt8](repeating: UInt8($0 & 0xFF), count: 20)), id: UInt32($0)) }
+        decoder.append(pings[..<300].joined().map { $0 })
+        for _ in 0..<250 { _ = try decoder.next() }
+        let before = decoder.buffer.count
+        // Over 4 KiB taken, and most of the buffer: this append compacts it.
+        decoder.append(pings[300])
+        #expect(decoder.buffer.count < before)
+        for skipping in 0..<51 {
+            let (header, range) = try #require(decoder.peek(skipping: skipping))
+            #expect(header.requestID == UInt32(251 + skipping))
+            #expect(Array(decoder.buffer[range]) == Array(pings[250 + skipping][12...]))
+        }
+        #expect(decoder.peek(skipping: 51) == nil)
     }
 
     @Test("a length below 8 cannot be a frame")

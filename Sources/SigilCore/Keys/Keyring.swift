@@ -271,8 +271,8 @@ public final class Keyring: Sendable {
     /// four servers `serverIndex(forName:)` compares the names in place.
     public var looksUpByTable: Bool { servers.count > 4 }
 
-    /// Starts loading the table slot where a lookup of this name begins: one hash, no load, so it
-    /// never waits. For a name looked up a request or two later.
+    /// Starts loading the table slot where a lookup of this name begins: one hash (none for a name
+    /// longer than every server's), no load. For a name looked up a request or two later.
     public func prefetchSlot(forName bytes: UnsafeRawBufferPointer) {
         if servers.count > 4 { nameTable.prefetch(bytes) }
     }

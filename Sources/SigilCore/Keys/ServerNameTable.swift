@@ -48,6 +48,9 @@ struct ServerNameTable: Sendable {
     private let slots: Slots
     private let mask: Int
     private let seed: UInt64
+    /// The longest name's length: a longer one cannot be here, and is not hashed. The hash's cost
+    /// grows with the length, and a request's origin can be 65,535 bytes.
+    private let longest: Int
 
     /// `keySlots[i]`: the arena slot of the key of `names[i]`, or -1.
     init(_ names: [String], keySlots: [Int]? = nil) {
@@ -78,12 +81,14 @@ struct ServerNameTable: Sendable {
         self.slots = slots
         self.mask = mask
         self.seed = seed
+        longest = names.lazy.map(\.utf8.count).max() ?? 0
     }
 
     /// The entry of the name whose bytes are `bytes`: its index and its key slot. `nameAt` gives
     /// the names by index (read only for names longer than a slot holds).
     @inline(__always)
     func entry(of bytes: UnsafeRawBufferPointer, nameAt: (Int) -> String) -> Entry? {
+        guard bytes.count <= longest else { return nil }
         let hash = ServerNameTable.hash(bytes, seed: seed)
         let tag = UInt32(truncatingIfNeeded: hash >> 32)
         var slot = Int(truncatingIfNeeded: hash) & mask
@@ -114,6 +119,7 @@ struct ServerNameTable: Sendable {
     /// that will be looked up a little later (the next pipelined request's origin).
     @inline(__always)
     func prefetch(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count <= longest else { return }
         let slot = Int(truncatingIfNeeded: ServerNameTable.hash(bytes, seed: seed)) & mask
         CSodiumShims_prefetch(slots.base + slot * Self.slotBytes)
     }

@@ -302,7 +302,9 @@ final class ConnectionEngine {
         // Nothing is written during a turn, so only `output` grows.
         let room = limits.maxPendingOutput - queuedBytes
         let keyring = state.keyring
-        let looksAhead = keyring.looksUpByTable
+        // Only for a caller that may sign requests: the look-ahead runs before the frame checks,
+        // and a caller refused SIGN_REQUEST must not make the daemon look names up.
+        let looksAhead = keyring.looksUpByTable && caller.operations.contains(.signRequest)
         while handled < limits.framesPerTurn {
             // Replies past the cap wait for the client to read, and so do the frames that ask
             // for more (a small request can have a large reply).
@@ -354,9 +356,11 @@ final class ConnectionEngine {
     /// With many servers, a SIGN_REQUEST's origin costs two cache misses, the second waiting on
     /// the first: the name's table slot, then the key the slot points to. Pipelined requests are
     /// already here, so while this frame is answered the next two start loading: the key of the
-    /// next one (whose slot loaded while the previous frame was answered) and the slot of the one
-    /// after it. Hints only: nothing is kept, and a frame that turns out malformed is refused
-    /// when its turn comes (docs/BENCHMARKS.md, "2026-12-04, late").
+    /// next one and the slot of the one after it. The next one's slot was, as a rule, hinted while
+    /// the previous frame was answered; at the start of a read it was not, and the lookup waits
+    /// for it here instead of in its own turn. Hints only: nothing is kept, a frame that turns out
+    /// malformed is refused when its turn comes, and an origin longer than every server name is
+    /// not even hashed (docs/BENCHMARKS.md, "2026-12-04, late").
     private func lookAhead(_ keyring: Keyring) {
         decoder.buffer.withUnsafeBytes { raw in
             for ahead in 0..<2 {
