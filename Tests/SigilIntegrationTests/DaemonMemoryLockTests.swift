@@ -45,7 +45,7 @@ extension DaemonEndToEnd {
         @Test(
             "memory_lock: require refuses to start when key memory cannot be locked, and says why",
             .enabled(
-                if: Sanitizer.locksMemory, "AddressSanitizer's mlock interceptor does nothing, so locking cannot fail and VmLck stays 0"),
+                if: Sanitizer.locksMemory, "the mlock interceptor of ASan and TSan does nothing, so locking cannot fail and VmLck stays 0"),
             .enabled(if: MemoryLock.canDropPrivileges, "needs root, setpriv and prlimit to run sigild unprivileged with RLIMIT_MEMLOCK 0"))
         func requireRefusesToStart() throws {
             let directory = Self.directoryForNobody(memoryLock: "require")
@@ -65,7 +65,7 @@ extension DaemonEndToEnd {
         @Test(
             "memory_lock: warn starts with unlocked keys, warns, and serves",
             .enabled(
-                if: Sanitizer.locksMemory, "AddressSanitizer's mlock interceptor does nothing, so locking cannot fail and VmLck stays 0"),
+                if: Sanitizer.locksMemory, "the mlock interceptor of ASan and TSan does nothing, so locking cannot fail and VmLck stays 0"),
             .enabled(if: MemoryLock.canDropPrivileges, "needs root, setpriv and prlimit to run sigild unprivileged with RLIMIT_MEMLOCK 0"))
         func warnStartsAndWarns() throws {
             let directory = Self.directoryForNobody(memoryLock: "warn")
